@@ -1,0 +1,32 @@
+# The messaging-protocols lab. `make help` lists every target.
+SHELL := /bin/bash
+PY := .venv/bin/python
+PROTOS := rest soap mqtt reqresp upcall
+
+.DEFAULT_GOAL := help
+.PHONY: help setup setup-test test lint demo $(addprefix demo-,$(PROTOS))
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sort -u | \
+	  awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
+
+setup: ## install Mosquitto (as root) and build .venv
+	@scripts/setup.sh demo
+
+setup-test: ## install everything the tests need (apt as root, .venv)
+	@scripts/setup.sh test
+
+lint: setup-test ## ruff over the whole repo
+	$(PY) -m ruff check .
+
+test: setup-test ## install what is needed, lint, run the whole test suite
+	$(PY) -m ruff check .
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: setup ## run all five demos locally, no Docker
+	$(PY) -m labkit.demo $(PROTOS)
+
+demo-%: setup ## run one demo locally (demo-rest, demo-soap, demo-mqtt, demo-reqresp, demo-upcall)
+	$(PY) -m labkit.demo $*
+
+-include mk/*.mk
