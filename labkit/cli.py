@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import signal
 import socket
 import sys
@@ -80,9 +81,7 @@ def ensure_port_free(host: str, port: int, what: str) -> None:
         probe.bind((host, port))
     except OSError as e:
         if e.errno == errno.EADDRINUSE:
-            raise LabError(
-                f"port {port} on {host} is already in use: stop the other {what} "
-                f"(or choose another with --port)", code=2) from None
+            raise LabError(already_running(host, port, what), code=2) from None
         if e.errno == errno.EACCES:
             raise LabError(f"no permission to bind {host}:{port}: use a port above 1023 (--port)", code=2) from None
         raise LabError(f"cannot bind {host}:{port}: {e.strerror}", code=2) from None
@@ -94,3 +93,17 @@ def unreachable(what: str, host: str, port: int, reason: object) -> LabError:
     """The one line a client prints when its server cannot be reached."""
     hint = " (running without Docker? add --host 127.0.0.1)" if "-" in host else ""
     return LabError(f"cannot reach the {what} at {host}:{port}: {reason}{hint}")
+
+
+def already_running(host: str, port: int, what: str) -> str:
+    """What to say when a server's port is taken; inside compose, point at `logs -f`.
+
+    Compose sets LAB_COMPOSE_FILE and LAB_SERVICE in every container, so a
+    student who execs a second copy of a running server learns how to watch
+    the first one instead of reading a traceback.
+    """
+    compose_file, service = os.environ.get("LAB_COMPOSE_FILE"), os.environ.get("LAB_SERVICE")
+    if compose_file and service:
+        return (f"the {what} is already running in this container (port {port} is taken); "
+                f"follow its output with: docker compose -f {compose_file} logs -f {service}")
+    return f"port {port} on {host} is already in use: stop the other {what} (or choose another with --port)"

@@ -103,11 +103,12 @@ class Proc:
                     if m:
                         return m
                 if not self._reader.is_alive():
-                    raise RuntimeError(
-                        f"{self.label} exited (code {self.popen.poll()}) before printing /{pattern}/:\n{self.output_unlocked()}")
+                    raise RuntimeError(f"{self.label} exited (code {self.popen.poll()}) "
+                                       f"before printing /{pattern}/:\n{self.output_unlocked()}")
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError(f"{self.label} did not print /{pattern}/ within {timeout}s:\n{self.output_unlocked()}")
+                    raise TimeoutError(f"{self.label} did not print /{pattern}/ within {timeout}s:\n"
+                                       f"{self.output_unlocked()}")
                 self._cond.wait(min(left, 0.2))
 
     def output_unlocked(self) -> str:
