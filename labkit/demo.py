@@ -31,6 +31,11 @@ def echo(label: str, line: str) -> None:
         print(f"[{label:>14}] {line}", flush=True)
 
 
+def line_buffered() -> list[str]:
+    """argv prefix that makes a C program's stdout line-buffered on a pipe (coreutils' stdbuf)."""
+    return ["stdbuf", "-oL"] if shutil.which("stdbuf") else []
+
+
 class LocalRuntime:
     """Plain processes on 127.0.0.1, the protocol's own port: no Docker, no root."""
 
@@ -43,7 +48,8 @@ class LocalRuntime:
     def argv(self, proto: Protocol, step: Step) -> list[str]:
         argv = list(step.argv)
         if argv[0] == "mosquitto":
-            return ["mosquitto", "-c", str(self._broker_conf(proto.port))]
+            # stdbuf: Mosquitto's log on a pipe is block-buffered; its ready line must come at once.
+            return [*line_buffered(), "mosquitto", "-c", str(self._broker_conf(proto.port))]
         if argv[0] == "python":
             argv[0] = sys.executable
         return [*argv, "--host", self.host, "--port", str(proto.port)]
@@ -54,6 +60,10 @@ class LocalRuntime:
                         "log_dest stdout\nlog_type error\nlog_type warning\nlog_type notice\n"
                         "log_type information\n")
         return conf
+
+    def check_port(self, proto: Protocol, step: Step) -> None:
+        """One clear line if the server's port on 127.0.0.1 is taken (another demo, a system broker)."""
+        cli.ensure_port_free(self.host, proto.port, step.service)
 
     def start(self, proto: Protocol, step: Step, echo_line=echo) -> Proc:
         if step.argv[0] == "mosquitto" and not shutil.which("mosquitto"):
@@ -73,8 +83,7 @@ def run_demo(proto: Protocol, runtime, echo_line=echo) -> int:
     worst = 0
     try:
         for step in proto.servers:
-            if step.argv[0] != "mosquitto":
-                cli.ensure_port_free(runtime.host, proto.port, step.service)
+            runtime.check_port(proto, step)
             proc = runtime.start(proto, step, echo_line)
             started.append(proc)
             _wait_ready(proc, step, SERVER_START_TIMEOUT)

@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# Module-level name: inside class Proc, `signal` is the method of that name, not the module.
+SIGTERM = signal.SIGTERM
 
 
 def python_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -133,11 +135,11 @@ class Proc:
         self._reader.join(2)
         return rc
 
-    def signal(self, sig: int = signal.SIGTERM) -> None:
+    def signal(self, sig: int = SIGTERM) -> None:
         if self.running():
             self.popen.send_signal(sig)
 
-    def stop(self, timeout: float = 3.0, sig: int = signal.SIGTERM) -> int:
+    def stop(self, timeout: float = 3.0, sig: int = SIGTERM) -> int:
         """SIGTERM (or `sig`), then SIGKILL after `timeout`; returns the exit code."""
         if self.running():
             self.popen.send_signal(sig)

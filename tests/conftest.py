@@ -69,7 +69,9 @@ class Broker:
         self.start()
 
     def start(self) -> None:
-        self.proc = self.spawn(["mosquitto", "-c", str(self.conf)], label="mosquitto")
+        # Mosquitto's log to stdout is block-buffered on a pipe: stdbuf makes it line-buffered,
+        # or the ready line (and the log lines tests look for) would only come at exit.
+        self.proc = self.spawn(["mosquitto", "-c", str(self.conf)], label="mosquitto", prefix=["stdbuf", "-oL"])
         self.proc.wait_for(r"Opening ipv4 listen socket|mosquitto version .* running", timeout=10)
 
     def stop(self) -> None:

@@ -1,0 +1,1 @@
+"""Capture analyzer (work in progress)."""

@@ -1,0 +1,336 @@
+"""From a capture to an analysis: conversations, who is client or server, messages, timing, bytes.
+
+Each TCP connection is reassembled and its protocol recognised from what it
+carries (an HTTP request line, an MQTT CONNECT, the lab's text lines), the way
+Wireshark's heuristic dissectors work; the lab's ports are only a hint when
+the content says nothing (a connection that carried no data).
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from labkit.protocols import PROTOCOLS, REST_HOST_PORT
+
+from . import decode_http, decode_lines, decode_mqtt
+from .capture import CaptureRead, Connection, read_capture
+from .model import Message
+from .streams import Stream, reassemble
+
+#: What each lab port suggests when a connection's content does not say (no data, or a capture that
+#: started in the middle of a connection).
+PORT_HINTS = {p.port: {"http": "HTTP", "mqtt": "MQTT", "lineproto": "LINE"}[p.wire] for p in PROTOCOLS.values()}
+PORT_HINTS[REST_HOST_PORT] = "HTTP"
+LABELS = {"HTTP": "HTTP", "SOAP": "SOAP over HTTP", "MQTT": "MQTT", "LINE": "line protocol"}
+SERVER_ROLE = {"HTTP": "server", "SOAP": "server", "MQTT": "broker", "LINE": "server"}
+
+
+@dataclass
+class Conversation:
+    """One TCP connection seen from the application: client, server, protocol, messages."""
+
+    conn: Connection
+    client: tuple  # (ip, port)
+    server: tuple
+    client_is_a: bool
+    protocol: str | None  # "HTTP", "SOAP", "MQTT", "LINE" or None (not recognised)
+    detected_by: str  # "content" or "port" (the lab port, when the content said nothing)
+    cs: Stream
+    sc: Stream
+    messages: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+    client_name: str = ""  # MQTT client id, when the connection carried one
+
+    @property
+    def index(self) -> int:
+        return self.conn.index
+
+    @property
+    def label(self) -> str:
+        return LABELS.get(self.protocol or "", "unrecognised")
+
+    def direction(self, from_client: bool):
+        c = self.conn
+        return (c.ab if self.client_is_a else c.ba) if from_client else (c.ba if self.client_is_a else c.ab)
+
+    @property
+    def packets(self) -> tuple[int, int]:
+        return self.direction(True).packets, self.direction(False).packets
+
+    @property
+    def wire_bytes(self) -> tuple[int, int]:
+        return self.direction(True).wire_bytes, self.direction(False).wire_bytes
+
+    @property
+    def payload_bytes(self) -> tuple[int, int]:
+        return len(self.cs), len(self.sc)
+
+    @property
+    def duration(self) -> float:
+        return self.conn.last_time - self.conn.first_time
+
+    def handshake(self) -> dict | None:
+        c = self.conn
+        if c.syn is None and c.synack is None:
+            return None
+        out = {"syn": c.syn and c.syn[0], "syn_frame": c.syn and c.syn[1],
+               "syn_ack": c.synack and c.synack[0], "syn_ack_frame": c.synack and c.synack[1],
+               "ack": c.handshake_ack and c.handshake_ack[0], "ack_frame": c.handshake_ack and c.handshake_ack[1]}
+        if c.syn and c.synack:
+            out["syn_to_syn_ack"] = c.synack[0] - c.syn[0]
+        if c.syn and c.handshake_ack:
+            out["duration"] = c.handshake_ack[0] - c.syn[0]
+        out["complete"] = bool(c.syn and c.synack and c.handshake_ack)
+        return out
+
+    def teardown(self) -> dict:
+        cd, sd = self.direction(True), self.direction(False)
+        resets = [(d.rst, who) for d, who in ((cd, "client"), (sd, "server")) if d.rst]
+        if resets:
+            (t, frame), who = min(resets)
+            return {"kind": "reset", "by": who, "time": t, "frame": frame}
+        fins = sorted((d.fin, who) for d, who in ((cd, "client"), (sd, "server")) if d.fin)
+        if not fins:
+            return {"kind": "open"}
+        (t1, f1), first = fins[0]
+        out = {"kind": "fin", "initiator": first, "first_fin": t1, "first_fin_frame": f1}
+        if len(fins) == 2:
+            out["second_fin"], out["second_fin_frame"] = fins[1][0]
+            if self.conn.last_ack:
+                out["last_ack"], out["last_ack_frame"] = self.conn.last_ack[0], self.conn.last_ack[1]
+                out["duration"] = self.conn.last_ack[0] - t1
+            else:
+                out["duration"] = fins[1][0][0] - t1
+        else:
+            out["half_closed"] = True
+        return out
+
+
+@dataclass
+class Host:
+    ip: str
+    roles: list  # e.g. ["MQTT broker on :1883", "MQTT client (publisher)"]
+    kind: str  # the short role: client, server, broker, or "client, server"
+    conversations: int
+
+
+@dataclass
+class Analysis:
+    capture: CaptureRead
+    conversations: list  # recognised, in order of their first packet
+    unrecognised: list  # TCP conversations whose content the analyzer does not know
+    messages: list
+    hosts: list
+    warnings: list
+
+    @property
+    def pairs(self) -> list[Message]:
+        return [m for m in self.messages if m.reply_to is not None]
+
+    def latency_stats(self) -> list[dict]:
+        groups: dict[str, list[float]] = {}
+        for m in self.messages:
+            if m.reply_to is not None and m.latency is not None:
+                groups.setdefault(pair_label(m.reply_to, m), []).append(m.latency)
+            if m.relay_of is not None:
+                groups.setdefault("MQTT PUBLISH -> broker -> subscriber", []).append(m.time - m.relay_of.time)
+        return [dict(what=k, **stats(v)) for k, v in groups.items()]
+
+    def totals(self) -> dict:
+        cap = self.capture
+        conv_wire = sum(sum(c.wire_bytes) for c in self.conversations)
+        conv_packets = sum(sum(c.packets) for c in self.conversations)
+        payload = sum(sum(c.payload_bytes) for c in self.conversations)
+        per_protocol: dict = {}
+        for c in self.conversations:
+            p = per_protocol.setdefault(c.label, {"conversations": 0, "packets": 0, "wire_bytes": 0,
+                                                  "payload_bytes": 0, "messages": 0})
+            p["conversations"] += 1
+            p["packets"] += sum(c.packets)
+            p["wire_bytes"] += sum(c.wire_bytes)
+            p["payload_bytes"] += sum(c.payload_bytes)
+            p["messages"] += len(c.messages)
+        return {
+            "packets": cap.packets, "wire_bytes": cap.wire_bytes,
+            "recognised_packets": conv_packets, "recognised_wire_bytes": conv_wire,
+            "application_payload_bytes": payload,
+            "payload_share": payload / conv_wire if conv_wire else 0.0,
+            "messages": len(self.messages),
+            "by_protocol": per_protocol,
+            "left_out": {
+                "tcp_conversations": len(self.unrecognised),
+                "tcp_packets": sum(sum(c.packets) for c in self.unrecognised),
+                "tcp_wire_bytes": sum(sum(c.wire_bytes) for c in self.unrecognised),
+                "other_packets": dict(cap.other.most_common()),
+                "other_wire_bytes": cap.other_bytes,
+            },
+        }
+
+
+def stats(values: list[float]) -> dict:
+    v = sorted(values)
+    n = len(v)
+    median = v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+    return {"count": n, "min": v[0], "median": median, "p99": v[min(n - 1, math.ceil(0.99 * n) - 1)], "max": v[-1]}
+
+
+def pair_label(req: Message, resp: Message) -> str:
+    if req.protocol == "SOAP":
+        return f"SOAP {req.fields['soap'].get('operation')} -> response"
+    if req.protocol == "HTTP":
+        return f"HTTP {req.fields['method']} {req.fields['uri'].split('?')[0]} -> response"
+    if req.protocol == "LINE":
+        text = resp.fields["text"]
+        kind = "Upcall event: Processing" if text.startswith("Upcall event: Processing") else text.split(":")[0]
+        return f"line -> {kind}"
+    if req.kind == "PUBLISH":
+        return f"MQTT PUBLISH qos {req.fields['qos']} -> {resp.kind}"
+    return f"MQTT {req.kind} -> {resp.kind}"
+
+
+def detect(cs: bytes, sc: bytes, server_port: int) -> tuple[str | None, str]:
+    """(protocol, how it was recognised) from the first bytes each side sent."""
+    if decode_http.looks_like_request(cs) or decode_http.looks_like_response(sc):
+        return "HTTP", "content"
+    if decode_mqtt.looks_like_connect(cs):
+        return "MQTT", "content"
+    hint = PORT_HINTS.get(server_port)
+    if (cs or sc) and decode_lines.looks_like_lines(cs, sc, hint == "LINE"):
+        return "LINE", "content" if sc.startswith(decode_lines.KNOWN_PREFIXES) else "port"
+    if hint == "MQTT" and (cs or sc) and (not cs or decode_mqtt.valid_stream(cs[:65536])) \
+            and (not sc or decode_mqtt.valid_stream(sc[:65536])):
+        return "MQTT", "port"
+    if hint and not cs and not sc:
+        return hint, "port"
+    return None, "content"
+
+
+def _orient(conn: Connection, ab: Stream, ba: Stream) -> bool:
+    """Is side A (who sent the first packet we saw) the client?"""
+    if conn.syn is not None:
+        return conn.syn[2]
+    if conn.synack is not None:
+        return not conn.synack[2]
+    a, b = ab.data[:4096], ba.data[:4096]
+    if decode_http.looks_like_request(a) or decode_mqtt.looks_like_connect(a) or decode_http.looks_like_response(b):
+        return True
+    if decode_http.looks_like_request(b) or decode_mqtt.looks_like_connect(b) or decode_http.looks_like_response(a):
+        return False
+    if conn.b[1] in PORT_HINTS or conn.a[1] in PORT_HINTS:
+        return conn.b[1] in PORT_HINTS
+    return conn.b[1] <= conn.a[1]  # the lower port is more likely the server's
+
+
+def analyze(path, progress: Callable[[int, int], None] | None = None) -> Analysis:
+    """Read and analyse one capture file (raises capture.CaptureError if it is not one)."""
+    enabled = gc.isenabled()
+    gc.disable()  # millions of small tuples and no cycles: the collector would only slow us down
+    try:
+        cap = read_capture(path, progress)
+        return build(cap)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def build(cap: CaptureRead) -> Analysis:
+    recognised: list[Conversation] = []
+    unrecognised: list[Conversation] = []
+    warnings: list[str] = []
+    if cap.truncated:
+        warnings.append(f"capture truncated: {cap.truncated}")
+    if cap.snapped:
+        warnings.append(f"{cap.snapped} packets were cut short by the capture's snap length: "
+                        "their data is missing from the streams")
+    messages: list[Message] = []
+    for conn in cap.connections:
+        ab, ba = reassemble(conn.ab, cap.t0_ns), reassemble(conn.ba, cap.t0_ns)
+        conn.ab.segments = conn.ba.segments = None  # free the memory: the streams hold the bytes now
+        client_is_a = _orient(conn, ab, ba)
+        cs, sc = (ab, ba) if client_is_a else (ba, ab)
+        client, server = (conn.a, conn.b) if client_is_a else (conn.b, conn.a)
+        protocol, how = detect(cs.data, sc.data, server[1])
+        conv = Conversation(conn, client, server, client_is_a, protocol, how, cs, sc)
+        if protocol is None:
+            unrecognised.append(conv)
+            continue
+        closed = conv.direction(False).fin is not None or conv.direction(False).rst is not None
+        if protocol == "HTTP":
+            msgs, notes = decode_http.decode(conn.index, cs, sc, closed)
+            if any(m.protocol == "SOAP" for m in msgs):
+                conv.protocol = "SOAP"
+        elif protocol == "MQTT":
+            msgs, notes = decode_mqtt.decode(conn.index, cs, sc)
+            conv.client_name = next((m.fields["client_id"] for m in msgs if m.kind == "CONNECT"), "")
+        else:
+            msgs, notes = decode_lines.decode(conn.index, cs, sc)
+        for stream, who in ((cs, "client"), (sc, "server")):
+            if stream.gap is not None:
+                notes.append(f"the capture misses data the {who} sent after byte {stream.gap}: "
+                             "messages after that point are not shown")
+        conv.messages, conv.notes = msgs, notes
+        messages += msgs
+        recognised.append(conv)
+    messages.sort(key=lambda m: (m.time, m.frame, m.conn, m.offset))
+    for i, m in enumerate(messages, 1):
+        m.number = i
+    _relays(messages, recognised)
+    return Analysis(cap, recognised, unrecognised, messages, _hosts(recognised), warnings)
+
+
+def _relays(messages: list[Message], convs: list[Conversation]) -> None:
+    """MQTT: link each PUBLISH a broker delivered to the last PUBLISH it received with that topic and payload."""
+    broker = {c.index: c.server for c in convs if c.protocol == "MQTT"}
+    if not broker:
+        return
+    last: dict = {}
+    for m in messages:  # in capture order
+        if m.kind == "PUBLISH" and m.protocol == "MQTT":
+            key = (broker[m.conn], m.fields["topic"], m.fields["payload"])
+            if m.from_client:
+                last[key] = m
+            else:
+                src = last.get(key)
+                if src is not None:
+                    m.relay_of = src
+                    m.fields["forwarded_from"] = src.number
+
+
+def _hosts(convs: list[Conversation]) -> list[Host]:
+    roles: dict[str, dict[str, None]] = {}
+    kinds: dict[str, set] = {}
+    count: Counter = Counter()
+    for c in convs:
+        proto = c.label
+        server_role = SERVER_ROLE[c.protocol]
+        roles.setdefault(c.server[0], {})[f"{proto} {server_role} on port {c.server[1]}"] = None
+        kinds.setdefault(c.server[0], set()).add(server_role)
+        what = "client"
+        if c.protocol == "MQTT":
+            sides = []
+            if any(m.kind == "PUBLISH" and m.from_client for m in c.messages):
+                sides.append("publisher")
+            if any(m.kind == "SUBSCRIBE" for m in c.messages):
+                sides.append("subscriber")
+            what = f"client ({', '.join(sides)})" if sides else "client"
+        roles.setdefault(c.client[0], {})[f"{proto} {what}"] = None
+        kinds.setdefault(c.client[0], set()).add("client")
+        count[c.client[0]] += 1
+        if c.server[0] != c.client[0]:
+            count[c.server[0]] += 1
+    order = {"server": 0, "broker": 0, "client": 1}
+    hosts = [Host(ip, list(r), ", ".join(sorted(kinds[ip], key=lambda k: (order[k], k))), count[ip])
+             for ip, r in roles.items()]
+    hosts.sort(key=lambda h: (order[h.kind.split(",")[0]], _ip_key(h.ip)))
+    return hosts
+
+
+def _ip_key(ip: str):
+    try:
+        return (0, tuple(int(x) for x in ip.split(".")))
+    except ValueError:
+        return (1, ip)

@@ -1,0 +1,101 @@
+"""The lab's line protocol (reqresp and upcall): one UTF-8 line per message, `\\n` ends it.
+
+Client lines are requests. A server line answers the oldest unanswered request
+(`Echo: <message>`, `Upcall event: Processing <message>`, `Error: ...`), or,
+when nothing is waiting or it is another `Upcall event:`, is a call the
+server made on its own initiative: the upcall that request/response lacks.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .model import Message, preview, printable, short
+from .streams import Stream
+
+REPLY_PREFIXES = ("Echo: ", "Error: ", "Upcall event: Processing ")
+EVENT_PREFIX = "Upcall event: "
+KNOWN_PREFIXES = (b"Echo: ", b"Error: ", b"Upcall event: ")
+_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # control characters no text line has
+#: Bytes at the start of each stream that are looked at to recognise the protocol.
+SNIFF_BYTES = 4096
+
+
+def _text_lines(data: bytes) -> bool:
+    """Printable UTF-8 split by newlines (a cut multi-byte character at the end is fine)."""
+    if not data:
+        return True
+    if b"\n" not in data:
+        return False
+    if _CONTROL.search(data):
+        return False
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return e.start >= len(data) - 3 and e.reason == "unexpected end of data"
+    return True
+
+
+def looks_like_lines(cs: bytes, sc: bytes, lab_port: bool) -> bool:
+    """Client and server both send text lines, and the server answers like the lab's servers do.
+
+    Without a lab port the server's first line must carry one of the lab's
+    prefixes (so an unknown text protocol is not claimed); an invalid UTF-8
+    line from the client is fine, since the server answers it with an error.
+    """
+    cs, sc = cs[:SNIFF_BYTES], sc[:SNIFF_BYTES]
+    if not sc.startswith(KNOWN_PREFIXES):
+        return lab_port and _text_lines(sc) and (bool(sc) or b"\n" in cs)
+    return _text_lines(sc) and (b"\n" in cs or not cs)
+
+
+def _split(stream: Stream) -> list[tuple[int, int, str]]:
+    """(start, end, text) of each whole line; a last line without `\\n` is kept if the sender stopped there."""
+    data = stream.data
+    out = []
+    pos = 0
+    size = len(data)
+    while pos < size:
+        nl = data.find(b"\n", pos)
+        end = size if nl < 0 else nl + 1
+        text = printable(data[pos:end]).rstrip("\r\n")
+        out.append((pos, end, text))
+        pos = end
+    return out
+
+
+def decode(conn: int, cs: Stream, sc: Stream) -> tuple[list[Message], list[str]]:
+    notes: list[str] = []
+    messages: list[Message] = []
+    for stream, from_client in ((cs, True), (sc, False)):
+        lines = _split(stream)
+        if lines and not stream.data.endswith(b"\n"):
+            notes.append(f"the {'client' if from_client else 'server'}'s last line has no newline "
+                         "(still being written when the capture stopped, or cut off)")
+        for start, end, text in lines:
+            t, frame = stream.arrival(end)
+            messages.append(Message(t, frame, conn, from_client, "LINE", "line" if from_client else "reply",
+                                    preview(text), end - start, {"text": preview(text), "bytes": end - start},
+                                    first_frame=stream.first_arrival(start)[1], offset=start))
+    messages.sort(key=lambda m: (m.time, m.frame, not m.from_client, m.offset))
+    pending: list[Message] = []
+    for m in messages:
+        text = m.fields["text"]
+        if m.from_client:
+            m.summary = short(text, 100)
+            pending.append(m)
+            continue
+        reply = text.startswith(REPLY_PREFIXES) or (pending and not text.startswith(EVENT_PREFIX))
+        if reply and pending:
+            subject = text.split(": ", 1)[1] if ": " in text else ""
+            if subject.startswith("Processing "):
+                subject = subject[len("Processing "):]
+            req = next((p for p in pending if p.fields["text"] == subject), pending[0])
+            pending.remove(req)
+            m.pair(req)
+            m.summary = short(text, 100)
+        else:
+            m.kind = "event"
+            m.initiated_by_server = True
+            m.summary = f"{short(text, 90)} (server-initiated)"
+    return messages, notes

@@ -1,0 +1,48 @@
+"""What an analysis is made of: application messages and how they pair."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: Longest text kept of a body or payload in the report (the JSON keeps this much too).
+BODY_PREVIEW_CHARS = 2000
+
+
+@dataclass(slots=True, eq=False)
+class Message:
+    """One application-level message: an HTTP request, an MQTT packet, a text line."""
+
+    time: float  # when its last byte had arrived, seconds since the capture's first packet
+    frame: int  # the frame that completed it (Wireshark's frame number)
+    conn: int  # index of its TCP connection
+    from_client: bool
+    protocol: str  # "HTTP", "SOAP", "MQTT", "LINE"
+    kind: str  # e.g. "request", "response", "PUBLISH", "line", "event"
+    summary: str  # one line for people
+    size: int  # bytes of the stream it occupies (headers and body)
+    fields: dict = field(default_factory=dict)  # details for JSON and tests
+    first_frame: int = 0  # the frame carrying its first byte
+    offset: int = 0  # where it starts in its direction's stream
+    number: int = 0  # its position in the whole capture's message list (1-based)
+    reply_to: Message | None = None  # the request it answers
+    latency: float | None = None  # seconds from reply_to to this message
+    relay_of: Message | None = None  # MQTT: the PUBLISH the broker forwarded here
+    initiated_by_server: bool = False  # a line the server sent on its own (an upcall)
+
+    def pair(self, request: Message) -> None:
+        self.reply_to = request
+        self.latency = max(0.0, self.time - request.time)
+
+
+def preview(text: str, limit: int = BODY_PREVIEW_CHARS) -> str:
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text) - limit} more characters)"
+
+
+def printable(data: bytes) -> str:
+    """UTF-8 text, with anything that is not valid UTF-8 shown escaped (\\xNN)."""
+    return data.decode("utf-8", errors="backslashreplace")
+
+
+def short(text: str, limit: int = 80) -> str:
+    text = " ".join(text.split()) if ("\n" in text or "\r" in text or "  " in text) else text
+    return text if len(text) <= limit else text[: limit - 1] + "…"

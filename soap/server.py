@@ -1,0 +1,338 @@
+"""SOAP 1.1 calculator service: remote procedure calls described by a published contract (the WSDL).
+
+A client that has never seen this code reads http://<host>:8000/?wsdl and can call add, subtract,
+multiply and divide; every mistake of the sender comes back as a SOAP Fault, and the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from io import BytesIO
+
+from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
+from gunicorn.workers.gthread import ThreadWorker
+from lxml import etree
+from spyne import Application, Double, Fault, Integer, ServiceBase, rpc
+from spyne.protocol.soap import Soap11
+from spyne.server.wsgi import WsgiApplication
+
+from labkit import cli
+from labkit.protocols import SOAP_PORT
+
+SERVICE_NAME = "CalculatorService"
+TNS = "lab.soap.calculator"
+
+#: Largest request body accepted (bytes); bigger bodies get a Client Fault and are never parsed.
+MAX_REQUEST_BYTES = 64 * 1024
+#: Gunicorn worker processes (one GIL each: one per core) and threads per worker (for blocking clients).
+WORKERS = max(2, os.cpu_count() or 1)
+THREADS_PER_WORKER = 8
+#: Open connections a worker holds at most (idle keep-alive ones included); more wait in the listen backlog.
+MAX_CONNECTIONS_PER_WORKER = 256
+#: A kept-alive connection with no new request is closed after this many seconds.
+KEEPALIVE_SECONDS = 5
+#: A worker stuck longer than this on one request is restarted by the gunicorn master.
+WORKER_TIMEOUT_SECONDS = 30
+#: After SIGTERM/Ctrl+C, workers still running after this long are killed.
+STOP_GRACE_SECONDS = 1
+
+NS_SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+
+DTD_FORBIDDEN = "DTDs and entity declarations are not allowed"
+
+# An integer operand: required, exactly once, never nil (spyne's soft validation enforces it).
+Operand = Integer(min_occurs=1, max_occurs=1, nillable=False)
+
+# Python refuses to print integers of more digits than sys.get_int_max_str_digits(): results must stay below.
+_INT_DIGITS = sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else 0
+_RESULT_LIMIT = 10 ** _INT_DIGITS if _INT_DIGITS else None
+
+
+def _shown(number) -> str:
+    """A number as the log shows it: huge ones abbreviated."""
+    text = str(number)
+    return text if len(text) <= 30 else f"{text[:12]}...({len(text)} digits)"
+
+
+def _call(ctx, operation: str, a: int, b: int) -> str:
+    """Tell the request logger which call this request made (it prints one line per request)."""
+    text = f"{operation}({_shown(a)},{_shown(b)})"
+    ctx.transport.req_env["lab.call"] = text
+    return text
+
+
+def _answer(ctx, call: str, result):
+    if isinstance(result, int) and _RESULT_LIMIT is not None and abs(result) >= _RESULT_LIMIT:
+        raise Fault("Client.ResultOutOfRange", "Result out of range")
+    ctx.transport.req_env["lab.call"] = f"{call} = {_shown(result)}"
+    return result
+
+
+class CalculatorService(ServiceBase):
+    """The four operations; add and subtract are the seeds' originals. Methods get spyne's context first."""
+
+    @rpc(Operand, Operand, _returns=Integer)
+    def add(ctx, a, b):
+        return _answer(ctx, _call(ctx, "add", a, b), a + b)
+
+    @rpc(Operand, Operand, _returns=Integer)
+    def subtract(ctx, a, b):
+        return _answer(ctx, _call(ctx, "subtract", a, b), a - b)
+
+    @rpc(Operand, Operand, _returns=Integer)
+    def multiply(ctx, a, b):
+        return _answer(ctx, _call(ctx, "multiply", a, b), a * b)
+
+    @rpc(Operand, Operand, _returns=Double)
+    def divide(ctx, a, b):
+        call = _call(ctx, "divide", a, b)
+        if b == 0:
+            raise Fault("Client.DivisionByZero", "Division by zero")
+        try:
+            quotient = a / b  # int / int is correctly rounded, even for huge operands
+        except OverflowError:
+            raise Fault("Client.ResultOutOfRange", "Result out of range") from None
+        return _answer(ctx, call, quotient)
+
+
+class LockedDownSoap11(Soap11):
+    """Spyne's SOAP 1.1 reader, refusing what its parser let through: a DTD (in any encoding) and an
+    envelope whose Body holds no operation (spyne would crash on it with an AttributeError)."""
+
+    def create_in_document(self, ctx, charset=None):
+        super().create_in_document(ctx, charset)
+        info = ctx.in_document[0].getroottree().docinfo
+        if info.doctype or info.internalDTD is not None or info.externalDTD is not None:
+            raise Fault("Client.DTDForbidden", DTD_FORBIDDEN)
+
+    def decompose_incoming_envelope(self, ctx, message=Soap11.REQUEST):
+        envelope = ctx.in_document[0]
+        if envelope.tag == f"{{{NS_SOAP_ENV}}}Envelope":
+            body = envelope.find(f"{{{NS_SOAP_ENV}}}Body")
+            if body is None or len(body) == 0:
+                raise Fault("Client.SoapError", "The SOAP Body is missing or empty: expected one operation element")
+        super().decompose_incoming_envelope(ctx, message)
+
+
+def soap_application() -> WsgiApplication:
+    """The spyne application. Its XML parser never loads a DTD, never expands an entity, never uses the network."""
+    app = Application(
+        [CalculatorService],
+        tns=TNS,
+        name=SERVICE_NAME,
+        in_protocol=LockedDownSoap11(validator="soft", load_dtd=False, resolve_entities=False, no_network=True,
+                                     huge_tree=False),
+        out_protocol=Soap11(),
+    )
+    return WsgiApplication(app, max_content_length=MAX_REQUEST_BYTES)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The guard in front of spyne (size limit, empty body, DTD) and one log line per request.
+
+
+def fault_envelope(code: str, message: str) -> bytes:
+    """A SOAP 1.1 Fault envelope, shaped like the ones spyne writes."""
+    env = etree.Element(f"{{{NS_SOAP_ENV}}}Envelope", nsmap={"soap11env": NS_SOAP_ENV})
+    body = etree.SubElement(env, f"{{{NS_SOAP_ENV}}}Body")
+    fault = etree.SubElement(body, f"{{{NS_SOAP_ENV}}}Fault")
+    etree.SubElement(fault, "faultcode").text = f"soap11env:{code}"
+    etree.SubElement(fault, "faultstring").text = message
+    etree.SubElement(fault, "faultactor").text = ""
+    return etree.tostring(env, xml_declaration=True, encoding="UTF-8")
+
+
+def check_request_body(body: bytes) -> tuple[str, str] | None:
+    """Why a request body must not even reach spyne's parser, as (faultcode, message); None when it may go on.
+
+    A DOCTYPE spelled in ASCII is refused here without parsing; one hidden by another encoding (UTF-16,
+    a charset=utf-7 header) is caught after spyne's locked-down parse by LockedDownSoap11.
+    """
+    if not body.strip():
+        return "Client.EmptyRequest", "Empty request body: expected a SOAP envelope"
+    if b"<!DOCTYPE" in body:
+        return "Client.DTDForbidden", DTD_FORBIDDEN
+    return None
+
+
+def _read_body(environ) -> tuple[bytes | None, str | None]:
+    """The request body, or None with the reason when it is larger than MAX_REQUEST_BYTES."""
+    length = environ.get("CONTENT_LENGTH") or ""
+    if length.strip().isdigit() and int(length) > MAX_REQUEST_BYTES:
+        return None, f"Request body of {int(length)} bytes exceeds the limit of {MAX_REQUEST_BYTES} bytes"
+    body = environ["wsgi.input"].read(MAX_REQUEST_BYTES + 1)
+    if len(body) > MAX_REQUEST_BYTES:
+        return None, f"Request body exceeds the limit of {MAX_REQUEST_BYTES} bytes"
+    return body, None
+
+
+def _fault_in(body: bytes) -> str:
+    """'Client.X: message' from a Fault envelope this server wrote (for the log line)."""
+    try:
+        root = etree.fromstring(body, etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False))
+        code = root.findtext(f".//{{{NS_SOAP_ENV}}}Fault/faultcode") or "?"
+        text = root.findtext(f".//{{{NS_SOAP_ENV}}}Fault/faultstring") or ""
+    except etree.XMLSyntaxError:
+        return "(unreadable fault)"
+    return f"{code.split(':', 1)[-1]}: {text}"
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
+
+
+_log_lock = threading.Lock()
+
+
+def log_line(text: str) -> None:
+    """One whole line on stdout, even with many threads and processes writing (cheaper than logging)."""
+    with _log_lock:
+        sys.stdout.write(text + "\n")
+
+
+class GuardedSoapApp:
+    """WSGI middleware in front of spyne.
+
+    Refuses oversize, empty or DTD-carrying bodies with a Client Fault (HTTP 500, as SOAP 1.1 over HTTP
+    requires) before spyne parses them, turns any unexpected error into a Server Fault (never a bare 500 or
+    a traceback), and logs every request on one line.
+    """
+
+    def __init__(self, soap_app):
+        self.soap_app = soap_app
+
+    def __call__(self, environ, start_response):
+        method = environ.get("REQUEST_METHOD", "")
+        query = environ.get("QUERY_STRING", "")
+        target = environ.get("PATH_INFO", "/") + (f"?{query}" if query else "")
+        request = f"{environ.get('REMOTE_ADDR', '?')} {method} {_short(target, 80)}"
+        if method == "POST":
+            body, too_big = _read_body(environ)
+            problem = ("Client.RequestTooLarge", too_big) if too_big else check_request_body(body)
+            if problem:
+                log_line(f"{request} -> 500 fault {problem[0]}: {_short(problem[1])}")
+                return self._fault(start_response, *problem)
+            environ["wsgi.input"] = BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+
+        answer: dict = {}
+
+        def capture_start_response(status, headers, exc_info=None):  # noqa: ARG001 - WSGI signature
+            answer["status"], answer["headers"] = status, headers
+            return lambda _data: None  # spyne never uses write()
+
+        try:
+            result = self.soap_app(environ, capture_start_response)
+            try:
+                payload = b"".join(result)  # small: the request was bounded by MAX_REQUEST_BYTES
+            finally:
+                if hasattr(result, "close"):
+                    result.close()
+            status, headers = answer["status"], answer["headers"]
+        except Exception as e:  # a bug or a corner spyne does not handle: still a Fault, never a traceback
+            log_line(f"{request} -> 500 fault Server: internal error ({type(e).__name__}: {_short(str(e))})")
+            return self._fault(start_response, "Server", "Internal error")
+
+        call = environ.get("lab.call", "")
+        if status.startswith("200"):
+            what = call or ("WSDL" if method == "GET" and query.lower().startswith("wsdl") else "")
+        else:
+            what = f"{call} fault {_fault_in(payload)}" if call else f"fault {_fault_in(payload)}"
+        log_line(f"{request} -> {status.split(' ', 1)[0]} {_short(what)}")
+        start_response(status, headers)
+        return [payload]
+
+    @staticmethod
+    def _fault(start_response, code: str, message: str):
+        payload = fault_envelope(code, message)
+        start_response("500 Internal Server Error",
+                       [("Content-Type", "text/xml; charset=utf-8"), ("Content-Length", str(len(payload)))])
+        return [payload]
+
+
+def create_app():
+    """The WSGI application gunicorn serves (the bench serves the same object under wsgiref)."""
+    return GuardedSoapApp(soap_application())
+
+
+# ---------------------------------------------------------------------------------------------------
+# Serving: gunicorn, run from this script.
+
+
+class QuickStopArbiter(Arbiter):
+    """Gunicorn's master, but SIGTERM stops as fast as Ctrl+C does (within a second, as docker stop expects)."""
+
+    def handle_term(self):
+        self.handle_int()
+
+
+class QuickStopWorker(ThreadWorker):
+    """Gunicorn's threaded worker, but a stop does not wait for threads blocked on silent clients.
+
+    The stock worker exits through the interpreter, which joins every pool thread; one reading from a client
+    that sent half a request keeps it alive for seconds and the master ends up SIGKILLing it.
+    """
+
+    def handle_quit(self, sig, frame):  # noqa: ARG002 - signal handler signature
+        self.alive = False
+        self.tpool.shutdown(wait=False, cancel_futures=True)
+        time.sleep(0.1)  # let requests already being computed finish and be sent
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+class SoapServer(BaseApplication):
+    """Gunicorn embedded in this script: `python server.py` is all it takes."""
+
+    def __init__(self, app, host: str, port: int):
+        self.application = app
+        self.host, self.port = host, port
+        super().__init__()
+
+    def load_config(self):
+        bind = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        settings = {
+            "bind": [bind],
+            "worker_class": QuickStopWorker,
+            "workers": WORKERS,
+            "threads": THREADS_PER_WORKER,
+            "worker_connections": MAX_CONNECTIONS_PER_WORKER,
+            "keepalive": KEEPALIVE_SECONDS,
+            "timeout": WORKER_TIMEOUT_SECONDS,
+            "graceful_timeout": STOP_GRACE_SECONDS,
+            "accesslog": None,  # our own one-line log per request instead
+            "errorlog": "-",
+            "loglevel": "warning",
+            "proc_name": "soap-server",
+            "when_ready": self._announce,
+        }
+        for key, value in settings.items():
+            self.cfg.set(key, value)
+
+    def _announce(self, _arbiter):
+        print(f"SOAP server listening on {self.host}:{self.port} "
+              f"(WSDL: http://{self.host}:{self.port}/?wsdl)", flush=True)
+
+    def load(self):
+        return self.application
+
+    def run(self):
+        QuickStopArbiter(self).run()
+
+
+def main() -> int:
+    args = cli.parser(__doc__.splitlines()[0], host="0.0.0.0", port=SOAP_PORT, server=True).parse_args()
+    cli.ensure_port_free(args.host, args.port, "SOAP server")
+    logging.getLogger("spyne").setLevel(logging.CRITICAL)  # faults go to the client and our log line, not here
+    SoapServer(create_app(), args.host, args.port).run()
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,258 @@
+"""Torture for the two line-protocol servers (issue 6): garbage, huge lines, crowds, silence, vanishing clients.
+
+Throughout, each server must keep answering a well-behaved client within a second,
+and never print a traceback.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import socket
+import struct
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import pytest
+
+from labkit.lineproto import LineClient
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServerKind:
+    folder: str
+    script: str
+    ready: str
+    prefix: str  # what every server line starts with
+    answers: tuple[str, ...]  # how each server line may start
+
+    def reply(self, message: str) -> str:
+        return f"Echo: {message}" if self.folder == "reqresp" else f"Upcall event: Processing {message}"
+
+    def error(self, reason: str) -> str:
+        return f"{self.prefix}Error: {reason}"
+
+
+KINDS = [
+    ServerKind("reqresp", "server.py", r"^Server listening on ", "", ("Echo: ", "Error: ")),
+    ServerKind("upcall", "servercall.py", r"^Upcall server listening on ", "Upcall event: ",
+               tuple(f"Upcall event: {kind}" for kind in ("Processing ", "Progress ", "Done ", "Error: "))),
+]
+
+
+@pytest.fixture(params=KINDS, ids=[k.folder for k in KINDS])
+def kind(request) -> ServerKind:
+    return request.param
+
+
+class Target:
+    """A running server under test and the well-behaved client that checks on it."""
+
+    def __init__(self, spawn, port: int, kind: ServerKind, *extra: str):
+        self.port, self.kind = port, kind
+        self.proc = spawn.script(kind.folder, kind.script, "--host", "127.0.0.1", "--port", str(port), *extra)
+        self.proc.wait_for(kind.ready)
+
+    def connect(self, reply_timeout: float = 10) -> LineClient:
+        return LineClient.connect("127.0.0.1", self.port, "server under test", timeout=5,
+                                  reply_timeout=reply_timeout)
+
+    def assert_answers_within_a_second(self) -> None:
+        conn = self.connect(reply_timeout=5)
+        try:
+            started = time.monotonic()
+            conn.send_line("are you there")
+            reply = conn.read_line()
+            elapsed = time.monotonic() - started
+        finally:
+            conn.close()
+        assert reply == self.kind.reply("are you there")
+        assert elapsed < 1.0, f"answered after {elapsed:.2f} s"
+
+    def assert_healthy(self) -> None:
+        self.assert_answers_within_a_second()
+        assert self.proc.running()
+        assert "Traceback" not in self.proc.output, self.proc.output
+
+    def wait_for_count(self, pattern: str, count: int, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while self.proc.count(pattern) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert self.proc.count(pattern) >= count, f"{self.proc.count(pattern)} of {count} /{pattern}/"
+
+
+def raw_connection(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=10)
+
+
+def read_all(sock: socket.socket, limit: int = 16 * MIB) -> bytes:
+    chunks, total = [], 0
+    while total < limit:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
+
+
+def test_random_bytes_get_only_well_formed_answers(spawn, port, kind):
+    target = Target(spawn, port, kind)
+    rng = random.Random(20240601)
+    blobs = [rng.randbytes(rng.randrange(1, 20000)) + b"\n" for _ in range(24)]
+
+    def throw(blob: bytes) -> bytes:
+        with raw_connection(port) as sock:
+            sock.sendall(blob)
+            sock.shutdown(socket.SHUT_WR)
+            return read_all(sock)
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = pool.map(throw, blobs)
+        target.assert_answers_within_a_second()
+        answers = list(answers)
+    for blob, answer in zip(blobs, answers, strict=True):
+        lines = answer.decode("utf-8").split("\n")  # every answer is valid UTF-8
+        assert lines.pop() == ""  # and ends with a newline
+        replies = [line for line in lines if line.startswith(("Echo: ", "Error: ", "Upcall event: Processing ",
+                                                              "Upcall event: Error: "))]
+        assert len(replies) == blob.count(b"\n")  # one reply per line sent
+        assert all(line.startswith(kind.answers) for line in lines), lines
+    target.assert_healthy()
+
+
+INVALID_UTF8 = [
+    b"\xff",  # never valid
+    b"\x80",  # lone continuation byte
+    b"\xc0\xaf",  # overlong '/'
+    b"\xe2\x82",  # truncated euro sign
+    b"\xed\xa0\x80",  # UTF-16 surrogate
+    b"\xf4\x90\x80\x80",  # beyond U+10FFFF
+    b"ok\xfeok",  # a bad byte mid-text
+]
+
+
+def test_every_kind_of_invalid_utf8_is_refused_and_the_connection_survives(spawn, port, kind):
+    target = Target(spawn, port, kind)
+    conn = target.connect()
+    conn.sock.sendall(b"".join(bad + b"\n" for bad in INVALID_UTF8) + "grüße 🙂\n".encode())
+    answers = [conn.read_line() for _ in INVALID_UTF8]
+    assert answers == [kind.error("invalid UTF-8")] * len(INVALID_UTF8)
+    assert conn.read_line() == kind.reply("grüße 🙂")
+    conn.close()
+    target.assert_healthy()
+
+
+def test_one_mib_line_is_refused_while_others_are_served(spawn, port, kind):
+    target = Target(spawn, port, kind)
+    conn = target.connect()
+    with ThreadPoolExecutor(1) as pool:
+        sending = pool.submit(conn.sock.sendall, b"z" * MIB + b"\n")
+        target.assert_answers_within_a_second()
+        sending.result(timeout=30)
+    assert conn.read_line() == kind.error("line too long")
+    conn.send_line("after the flood")
+    assert conn.read_line() == kind.reply("after the flood")
+    conn.close()
+    target.assert_healthy()
+
+
+def test_two_hundred_connections_at_once(spawn, port, kind):
+    target = Target(spawn, port, kind)
+    conns = [target.connect(reply_timeout=20) for _ in range(200)]
+    try:
+        target.wait_for_count(r"^Connection from: ", 200)
+        target.assert_answers_within_a_second()
+
+        def converse(index: int) -> str | None:
+            conns[index].send_line(f"crowd {index}")
+            return conns[index].read_line()
+
+        with ThreadPoolExecutor(50) as pool:
+            replies = list(pool.map(converse, range(200)))
+        assert replies == [kind.reply(f"crowd {index}") for index in range(200)]
+        target.assert_answers_within_a_second()
+    finally:
+        for conn in conns:
+            conn.close()
+    target.assert_healthy()
+
+
+def test_sigterm_with_two_hundred_clients_connected_stops_within_a_second(spawn, port, kind):
+    target = Target(spawn, port, kind)
+    conns = [target.connect() for _ in range(200)]
+    try:
+        for index, conn in enumerate(conns):
+            conn.send_line(f"busy {index}")
+        target.wait_for_count(r"^Received from client: busy ", 200)
+        started = time.monotonic()
+        target.proc.signal(signal.SIGTERM)
+        assert target.proc.wait(5) == 0
+        assert time.monotonic() - started < 1.0
+        assert "Traceback" not in target.proc.output and "Fatal" not in target.proc.output, target.proc.output
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def test_silent_and_half_finished_clients_hold_up_nobody(spawn, port, kind):
+    target = Target(spawn, port, kind)
+    silent = [raw_connection(port) for _ in range(60)]
+    unfinished = [raw_connection(port) for _ in range(60)]
+    try:
+        for sock in unfinished:
+            sock.sendall(b"a message that never ends")
+        target.wait_for_count(r"^Connection from: ", 120)
+        target.assert_answers_within_a_second()
+    finally:
+        for sock in silent + unfinished:
+            sock.close()
+    target.wait_for_count(r"ended mid-line", 60)
+    target.assert_healthy()
+
+
+def test_clients_that_vanish_mid_message(spawn, port, kind):
+    target = Target(spawn, port, kind)
+    for index in range(40):
+        sock = raw_connection(port)
+        sock.sendall(b"half a mess" if index % 2 else "half a multibyte \u20ac".encode()[:-1])
+        if index % 4 == 3:  # vanish with a reset instead of a goodbye
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        if index % 5 == 0:  # or with a whole message whose answer nobody reads
+            sock.sendall(b"\nanswer me\nand a half")
+        sock.close()
+        if index % 10 == 0:
+            target.assert_answers_within_a_second()
+    target.wait_for_count(r"^Connection closed: ", 40)
+    target.assert_healthy()
+
+
+def test_connection_limit_answers_server_busy(spawn, port, kind):
+    target = Target(spawn, port, kind, "--max-connections", "5")
+    conns = [target.connect() for _ in range(5)]
+    for index, conn in enumerate(conns):
+        conn.send_line(f"member {index}")
+        assert conn.read_line() == kind.reply(f"member {index}")
+
+    extra = target.connect()
+    assert extra.read_line() == kind.error("server busy")
+    assert extra.read_line() is None
+    extra.close()
+    target.proc.wait_for(r"^Refused \('127\.0\.0\.1', \d+\): server busy \(5 connections\)$")
+
+    conns.pop().close()  # a place frees up
+    for _ in range(50):
+        newcomer = target.connect()
+        newcomer.send_line("my turn")
+        reply = newcomer.read_line()
+        newcomer.close()
+        if reply == kind.reply("my turn"):
+            break
+        time.sleep(0.1)
+    assert reply == kind.reply("my turn")
+    for conn in conns:
+        conn.close()
+    assert "Traceback" not in target.proc.output

@@ -1,0 +1,319 @@
+"""MQTT demo: pub.py and sub.py through a real Mosquitto, and against mosquitto_pub/mosquitto_sub."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+from conftest import free_port
+
+from labkit.procs import Proc
+
+HOST = "127.0.0.1"
+READING = re.compile(r"^(?P<value>\d+\.\d) (?P<unit>°C|%)$")
+PUBLISHED = re.compile(r"^Published: (?P<payload>.*) \(Topic: (?P<topic>[^ ]+)\)$")
+RECEIVED = re.compile(r"^Received message: (?P<payload>.*) \(Topic: (?P<topic>[^ ]+)\)$")
+TIMESTAMPED = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} Received message: .* \(Topic: [^ ]+\)$")
+SEED_002_MESSAGE = "Ada kanal Youtube baru nih: @Ivanzenatmaja"
+
+
+def start_sub(spawn, port: int, tmp_path, *args: str, log: str | None = None, wait: bool = True) -> Proc:
+    """sub.py on the test broker, logging into tmp_path; waits for its SUBACK line unless told not to."""
+    proc = spawn.script("mqtt", "sub.py", "--host", HOST, "--port", str(port),
+                        "--log", log or str(tmp_path / "mqtt_messages.log"), *args)
+    if wait:
+        proc.wait_for(r"^Subscribed to: ", timeout=15)
+    return proc
+
+
+def start_pub(spawn, port: int, *args: str) -> Proc:
+    return spawn.script("mqtt", "pub.py", "--host", HOST, "--port", str(port), *args)
+
+
+def matches(proc: Proc, rx: re.Pattern, start: int = 0, end: int | None = None) -> list[re.Match]:
+    """The matches of rx among proc's output lines [start:end]."""
+    return [m for line in proc.lines[start:end] if (m := rx.match(line))]
+
+
+def wait_count(proc: Proc, pattern: str, n: int, timeout: float = 15.0, start: int = 0) -> None:
+    """Wait until `pattern` has matched `n` lines (from index `start`) of proc's output."""
+    rx = re.compile(pattern)
+    deadline = time.monotonic() + timeout
+    while sum(1 for line in proc.lines[start:] if rx.search(line)) < n:
+        assert proc.running() or sum(1 for line in proc.lines[start:] if rx.search(line)) >= n, proc.output
+        assert time.monotonic() < deadline, f"fewer than {n} lines /{pattern}/ in:\n{proc.output}"
+        time.sleep(0.05)
+
+
+def index_of(proc: Proc, pattern: str, start: int = 0) -> int:
+    """Index of the first line (from `start`) matching pattern; waits for it."""
+    proc.wait_for(pattern, timeout=15, start=start)
+    rx = re.compile(pattern)
+    return next(i for i, line in enumerate(proc.lines) if i >= start and rx.search(line))
+
+
+def mosquitto_pub(port: int, *args: str, stdin: bytes | None = None) -> None:
+    subprocess.run(["mosquitto_pub", "-h", HOST, "-p", str(port), *args], input=stdin, check=True, timeout=10)
+
+
+def mosquitto_sub(spawn, port: int, *args: str) -> Proc:
+    """mosquitto_sub in debug mode (-d), line-buffered, ready once it has its SUBACK."""
+    proc = spawn(["mosquitto_sub", "-h", HOST, "-p", str(port), "-d", *args], label="mosquitto_sub",
+                 prefix=["stdbuf", "-oL"])
+    proc.wait_for(r"received SUBACK", timeout=10)
+    return proc
+
+
+def assert_reading(payload: str, topic: str) -> None:
+    m = READING.match(payload)
+    assert m, f"not a reading: {payload!r}"
+    value = float(m["value"])
+    if topic == "sister/temp":
+        assert m["unit"] == "°C" and 20 <= value <= 35, payload
+    else:
+        assert topic == "sister/humidity" and m["unit"] == "%" and 30 <= value <= 50, payload
+
+
+def test_pub_to_sub_prints_seed_lines_with_readings_in_range(spawn, broker, tmp_path):
+    sub = start_sub(spawn, broker.port, tmp_path, "--count", "4")
+    pub = start_pub(spawn, broker.port, "--count", "2", "--interval", "0.2")
+    assert pub.wait(15) == 0, pub.output
+    assert sub.wait(15) == 0, sub.output
+
+    assert pub.lines[:2] == [f"Connecting to {HOST}:{broker.port}...", f"Connected to MQTT broker {HOST}:{broker.port}"]
+    assert sub.lines[:2] == pub.lines[:2]
+    assert "Subscribed to: sister/temp, sister/humidity" in sub.lines
+    published = [(m["payload"], m["topic"]) for m in matches(pub, PUBLISHED)]
+    received = [(m["payload"], m["topic"]) for m in matches(sub, RECEIVED)]
+    assert [topic for _, topic in published] == ["sister/temp", "sister/humidity"] * 2
+    for payload, topic in published:
+        assert_reading(payload, topic)
+    assert received == published
+    assert "Traceback" not in pub.output + sub.output
+
+
+def test_sub_appends_each_message_with_a_timestamp_to_its_log(spawn, broker, tmp_path):
+    log = tmp_path / "messages.log"
+    log.write_text("an earlier line\n", encoding="utf-8")
+    sub = start_sub(spawn, broker.port, tmp_path, "--count", "2", log=str(log))
+    mosquitto_pub(broker.port, "-t", "sister/temp", "-m", "21.5 °C")
+    mosquitto_pub(broker.port, "-t", "sister/humidity", "-m", "40.0 %")
+    assert sub.wait(15) == 0, sub.output
+
+    lines = log.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "an earlier line"
+    assert len(lines) == 3 and all(TIMESTAMPED.match(line) for line in lines[1:]), lines
+    assert lines[1].endswith(" Received message: 21.5 °C (Topic: sister/temp)")
+    assert lines[2].endswith(" Received message: 40.0 % (Topic: sister/humidity)")
+
+
+def test_unwritable_log_is_one_warning_and_sub_keeps_receiving(spawn, broker, tmp_path):
+    sub = start_sub(spawn, broker.port, tmp_path, "--count", "2", log=str(tmp_path / "no-such-dir" / "x.log"))
+    mosquitto_pub(broker.port, "-t", "sister/temp", "-m", "22.0 °C")
+    mosquitto_pub(broker.port, "-t", "sister/temp", "-m", "23.0 °C")
+    assert sub.wait(15) == 0, sub.output
+    assert sub.count(r"^warning: cannot write the message log .*x\.log") == 1, sub.output
+    assert len(matches(sub, RECEIVED)) == 2
+    assert "Traceback" not in sub.output
+
+
+def test_mosquitto_pub_message_reaches_sub_py(spawn, broker, tmp_path):
+    sub = start_sub(spawn, broker.port, tmp_path, "--count", "1")
+    mosquitto_pub(broker.port, "-t", "sister/humidity", "-m", "33.3 %")
+    assert sub.wait(15) == 0, sub.output
+    assert "Received message: 33.3 % (Topic: sister/humidity)" in sub.lines
+
+
+def test_pub_py_messages_reach_mosquitto_sub(spawn, broker):
+    outside = mosquitto_sub(spawn, broker.port, "-t", "sister/#", "-C", "2", "-F", "%t|%p")
+    pub = start_pub(spawn, broker.port, "--count", "1")
+    assert pub.wait(15) == 0, pub.output
+    assert outside.wait(15) == 0, outside.output
+    got = [line.split("|", 1) for line in outside.lines if "|" in line]
+    assert [topic for topic, _ in got] == ["sister/temp", "sister/humidity"]
+    for topic, payload in got:
+        assert_reading(payload, topic)
+        assert f"Published: {payload} (Topic: {topic})" in pub.lines
+
+
+def test_subscriber_on_another_topic_receives_nothing(spawn, broker, tmp_path):
+    """Seed 002: pub on sister/channel/gaming, sub on sister/channel/kesehatan: connected, yet nothing arrives."""
+    other = start_sub(spawn, broker.port, tmp_path, "--topic", "sister/channel/kesehatan", "--timeout", "3",
+                      log=str(tmp_path / "other.log"))
+    same = start_sub(spawn, broker.port, tmp_path, "--topic", "sister/channel/gaming", "--count", "3",
+                     log=str(tmp_path / "same.log"))
+    pub = start_pub(spawn, broker.port, "--topic", "sister/channel/gaming", "--message", SEED_002_MESSAGE,
+                    "--count", "3", "--interval", "0.2")
+    assert pub.wait(15) == 0, pub.output
+    assert same.wait(15) == 0, same.output
+    assert other.wait(15) == 0, other.output
+
+    line = f"{SEED_002_MESSAGE} (Topic: sister/channel/gaming)"
+    assert pub.count(rf"^Published: {re.escape(line)}$") == 3
+    assert same.count(rf"^Received message: {re.escape(line)}$") == 3
+    assert "Subscribed to: sister/channel/kesehatan" in other.lines
+    assert not matches(other, RECEIVED)
+    assert other.lines[-1] == "No messages received on sister/channel/kesehatan in 3s"
+
+
+def test_wildcards_receive_every_matching_topic(spawn, broker, tmp_path):
+    everything = start_sub(spawn, broker.port, tmp_path, "--topic", "sister/#", "--count", "4",
+                           log=str(tmp_path / "all.log"))
+    gaming = start_sub(spawn, broker.port, tmp_path, "--topic", "sister/+/gaming", "--timeout", "3",
+                       log=str(tmp_path / "gaming.log"))
+    readings = start_pub(spawn, broker.port, "--count", "1")
+    channels = start_pub(spawn, broker.port, "--topic", "sister/channel/gaming,sister/channel/kesehatan",
+                         "--message", "hello", "--count", "1")
+    assert readings.wait(15) == 0 and channels.wait(15) == 0, readings.output + channels.output
+    assert everything.wait(15) == 0, everything.output
+    assert gaming.wait(15) == 0, gaming.output
+
+    assert sorted(m["topic"] for m in matches(everything, RECEIVED)) == [
+        "sister/channel/gaming", "sister/channel/kesehatan", "sister/humidity", "sister/temp"]
+    assert [(m["payload"], m["topic"]) for m in matches(gaming, RECEIVED)] == [("hello", "sister/channel/gaming")]
+    assert gaming.lines[-1] == "Received 1 message on sister/+/gaming in 3s"
+
+
+def test_retain_and_qos_flags_reach_the_broker(spawn, broker):
+    retained = start_pub(spawn, broker.port, "--topic", "lab/retained", "--message", "kept for later",
+                         "--qos", "1", "--retain", "--count", "1")
+    assert retained.wait(15) == 0, retained.output
+    assert "Published: kept for later (Topic: lab/retained)" in retained.lines
+    # A subscriber that arrives afterwards still gets it, flagged retained (%r), at QoS 1 (%q).
+    late = mosquitto_sub(spawn, broker.port, "-t", "lab/retained", "-q", "2", "-C", "1", "-F", "%r %q %t %p")
+    assert late.wait(15) == 0, late.output
+    assert "1 1 lab/retained kept for later" in late.lines
+
+    live = mosquitto_sub(spawn, broker.port, "-t", "lab/exactly-once", "-q", "2", "-C", "3", "-F", "%r %q %t %p")
+    qos2 = start_pub(spawn, broker.port, "--topic", "lab/exactly-once", "--message", "once", "--qos", "2",
+                     "--count", "3", "--interval", "0")
+    assert qos2.wait(15) == 0, qos2.output
+    assert qos2.count(r"^Published: once \(Topic: lab/exactly-once\)$") == 3
+    assert live.wait(15) == 0, live.output
+    assert live.lines.count("0 2 lab/exactly-once once") == 3
+
+
+def test_sub_subscribes_with_the_qos_it_is_given(spawn, broker, tmp_path):
+    sub = start_sub(spawn, broker.port, tmp_path, "--topic", "lab/important", "--qos", "2", "--count", "1")
+    broker.proc.wait_for(r"lab/important \(QoS 2\)", timeout=10)
+    mosquitto_pub(broker.port, "-t", "lab/important", "-m", "sure", "-q", "2")
+    assert sub.wait(15) == 0, sub.output
+    assert "Received message: sure (Topic: lab/important)" in sub.lines
+    broker.proc.wait_for(r"Sending PUBLISH to .* \(d0, q2, r0, m\d+, 'lab/important'", timeout=10)
+
+
+def test_clients_that_cannot_reach_a_broker_exit_non_zero_with_one_line(spawn, tmp_path):
+    dead_port = free_port()
+    with socket.socket() as silent:  # accepts TCP connections but never speaks MQTT
+        silent.bind((HOST, 0))
+        silent.listen()
+        started = time.monotonic()
+        procs = {
+            "pub": start_pub(spawn, dead_port, "--count", "1"),
+            "sub": start_sub(spawn, dead_port, tmp_path, wait=False),
+            "default": spawn.script("mqtt", "sub.py", "--log", str(tmp_path / "d.log")),
+            "silent": start_pub(spawn, silent.getsockname()[1], "--count", "1"),
+        }
+        codes = {name: proc.wait(30) for name, proc in procs.items()}
+        elapsed = time.monotonic() - started
+
+    for name, proc in procs.items():
+        assert codes[name] != 0, proc.output
+        assert "Traceback" not in proc.output
+        errors = [line for line in proc.lines if line.startswith("error:")]
+        assert len(errors) == 1, proc.output
+    for name in ("pub", "sub"):
+        assert procs[name].count(r"retrying for up to 10 s") == 1
+        assert procs[name].lines[-1] == (f"error: cannot reach the MQTT broker at {HOST}:{dead_port}: "
+                                         "Connection refused; tried for 10 s")
+    assert procs["default"].lines[0] == "Connecting to mqtt-broker:1883..."
+    assert procs["default"].lines[-1].endswith("(running without Docker? add --host 127.0.0.1)")
+    assert procs["silent"].lines[-1].endswith("no CONNACK from the broker")
+    assert 9 <= elapsed < 25, elapsed  # it did retry for about 10 s, and gave up
+
+
+def test_pub_and_sub_reconnect_after_broker_restart_and_sub_resubscribes(spawn, broker, tmp_path):
+    sub = start_sub(spawn, broker.port, tmp_path)
+    pub = start_pub(spawn, broker.port, "--interval", "0.2")
+    sub.wait_for(RECEIVED.pattern)
+
+    broker.stop()
+    lost = index_of(pub, r"^Lost the connection to the MQTT broker")
+    sub.wait_for(r"^Lost the connection to the MQTT broker")
+    wait_count(pub, r"^Not sent \(no connection to the broker", 3, start=lost)
+    # While the broker is down nothing is claimed as published (the original printed Published: anyway).
+    assert not matches(pub, PUBLISHED, start=lost), pub.output
+
+    broker.start()
+    reconnected = index_of(pub, rf"^Reconnected to MQTT broker {HOST}:{broker.port}$", start=lost)
+    resubscribed = index_of(sub, r"^Subscribed to: sister/temp, sister/humidity$",
+                            start=index_of(sub, r"^Reconnected to MQTT broker"))
+    pub.wait_for(PUBLISHED.pattern, start=reconnected)
+    sub.wait_for(RECEIVED.pattern, start=resubscribed)
+    assert sub.running() and pub.running()
+
+
+def test_pub_qos1_queues_while_broker_is_down_and_sends_after_reconnect(spawn, broker):
+    pub = start_pub(spawn, broker.port, "--interval", "0.2", "--qos", "1")
+    pub.wait_for(PUBLISHED.pattern)
+    broker.stop()
+    lost = index_of(pub, r"^Lost the connection")
+    wait_count(pub, r"^Queued until the broker is back \(QoS 1\): ", 2, start=lost)
+    queued = [line.split(": ", 1)[1] for line in pub.lines[lost:] if line.startswith("Queued until")]
+
+    broker.start()
+    reconnected = index_of(pub, r"^Reconnected to MQTT broker", start=lost)
+    for shown in queued[:2]:
+        pub.wait_for(rf"^Published: {re.escape(shown)}$", start=reconnected)
+
+
+def test_non_utf8_payload_is_shown_escaped(spawn, broker, tmp_path):
+    log = tmp_path / "messages.log"
+    sub = start_sub(spawn, broker.port, tmp_path, "--count", "2", log=str(log))
+    mosquitto_pub(broker.port, "-t", "sister/temp", "-s", stdin=b"\xff\xfe 25.0 \xc3\x28 \x1b[31mred\nnext")
+    mosquitto_pub(broker.port, "-t", "sister/temp", "-m", "26.0 °C")
+    assert sub.wait(15) == 0, sub.output
+    shown = r"Received message: \xff\xfe 25.0 \xc3( \x1b[31mred\nnext (Topic: sister/temp)"
+    assert shown in sub.lines, sub.output
+    assert "Received message: 26.0 °C (Topic: sister/temp)" in sub.lines
+    assert log.read_text(encoding="utf-8").splitlines()[0].endswith(shown)
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
+def test_signal_stops_pub_and_sub_within_a_second_with_a_clean_disconnect(spawn, broker, tmp_path, sig, code):
+    sub = start_sub(spawn, broker.port, tmp_path, "--client-id", "lab-sub")
+    pub = start_pub(spawn, broker.port, "--interval", "0.2", "--client-id", "lab-pub")
+    sub.wait_for(RECEIVED.pattern)
+    for proc in (pub, sub):
+        proc.signal(sig)
+        assert proc.wait(1.0) == code, proc.output
+        assert "Traceback" not in proc.output
+    broker.proc.wait_for(r"Client lab-pub disconnected\.", timeout=5)  # sent DISCONNECT: a clean teardown
+    broker.proc.wait_for(r"Client lab-sub disconnected\.", timeout=5)
+
+
+def test_sigterm_while_retrying_the_first_connection_stops_within_a_second(spawn):
+    pub = start_pub(spawn, free_port())
+    pub.wait_for(r"retrying for up to 10 s")
+    pub.signal(signal.SIGTERM)
+    assert pub.wait(1.0) == 0, pub.output
+    assert "Traceback" not in pub.output
+
+
+@pytest.mark.parametrize(("script", "args", "message"), [
+    ("pub.py", ["--topic", "sister/#"], "error: invalid topic 'sister/#': wildcards (+, #) are for subscribing only"),
+    ("sub.py", ["--topic", "sister/#/temp"], "error: invalid topic 'sister/#/temp': '#' must be a whole level"),
+    ("sub.py", ["--topic", "sister/te+"], "error: invalid topic 'sister/te+': '+' must be a whole level"),
+    ("pub.py", ["--topic", "sister/channel/gaming"], "error: no reading to publish on sister/channel/gaming"),
+    ("sub.py", ["--persistent"], "sub.py: error: --persistent needs --client-id"),
+])
+def test_bad_flags_fail_with_one_line_before_connecting(spawn, tmp_path, script, args, message):
+    proc = spawn.script("mqtt", script, "--host", HOST, "--port", str(free_port()), *args,
+                        cwd=str(tmp_path))
+    assert proc.wait(10) == 2, proc.output
+    assert proc.lines[-1].startswith(message), proc.output
+    assert "Connecting" not in proc.output and "Traceback" not in proc.output
