@@ -15,10 +15,10 @@
 -- does) or copy it into the personal Lua plugins folder (Help > About Wireshark > Folders).
 
 -- Loaded twice (plugins folder and -X lua_script)? Registering a protocol twice is an error.
-if rawget(_G, "messaging_lab_lineproto_loaded") then
+local already_loaded, existing = pcall(Dissector.get, "upcall")
+if already_loaded and existing ~= nil then
     return
 end
-messaging_lab_lineproto_loaded = true
 
 local REQRESP_PORT = 2222
 local UPCALL_PORT = 4141

@@ -189,13 +189,30 @@ def _count(pattern: str, text: str) -> int | None:
 # ------------------------------------------------------------------ pcapng with a comment
 
 
-def comments_for(proto: Protocol, runtime: str, where: str) -> list[str]:
+def demo_commands(proto: Protocol, kind: str, runtime=None) -> list[str]:
+    """Each process of the demo as the runtime ran it: `service: command`."""
+    compose_path = compose.compose_file(proto.name).relative_to(REPO)
+    lines = []
+    for step in (*proto.servers, *proto.demo):
+        command = shlex.join(step.argv)
+        is_server = step in proto.servers
+        if kind == "local":
+            command += f" --host 127.0.0.1 --port {proto.port}" if step.argv[0] == "python" else " (lab config)"
+        elif kind == "netns" and is_server and runtime is not None:
+            command = shlex.join(runtime.lab.host(step.service).service.command) + f" (from {compose_path})"
+        elif kind == "docker":
+            command = (f"(running, from {compose_path})" if is_server
+                       else f"docker compose -f {compose_path} exec {step.service} {command}")
+        lines.append(f"{step.service}: {command}")
+    return lines
+
+
+def comments_for(proto: Protocol, runtime: str, where: str, commands: list[str]) -> list[str]:
     """The capture file comments: what was captured, how, and when (UTC)."""
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    steps = "; ".join(f"{s.service}: {shlex.join(s.argv)}" for s in (*proto.servers, *proto.demo))
     return [
         f"Messaging-protocols lab capture of {proto.name}: {proto.title}, port {proto.port}",
-        f"Demo: {steps}",
+        f"Demo: {'; '.join(commands)}",
         f"Runtime: {runtime} ({where})",
         f"Captured: {when} with `make capture-{proto.name} RUNTIME={runtime}`",
         f"Decode with the captures/profile Wireshark profile and captures/lineproto.lua "
@@ -206,7 +223,7 @@ def comments_for(proto: Protocol, runtime: str, where: str) -> list[str]:
 def write_pcapng(raw: Path, out: Path, comments: list[str]) -> Path:
     """pcap -> pcapng with the file comments (editcap), replacing `out` only when done."""
     editcap = need_tool("editcap", "it writes the pcapng file and its comment; it comes with tshark")
-    partial = out.with_name(f".{out.name}.partial")
+    partial = out.with_name(f".partial-{out.name}")  # *.pcapng: ignored by git
     argv = [editcap, "-F", "pcapng"]
     for comment in comments:
         argv += ["--capture-comment", comment]
@@ -265,7 +282,7 @@ def capture_here(proto: Protocol, kind: str, out_dir: Path, echo_line=demo.echo)
                 stats = dump.stop()
         finally:
             runtime.close()
-        write_pcapng(raw, out, comments_for(proto, kind, where))
+        write_pcapng(raw, out, comments_for(proto, kind, where, demo_commands(proto, kind, runtime)))
     _report(proto, out, stats, code)
     return out
 
@@ -327,9 +344,9 @@ def capture_docker(proto: Protocol, out_dir: Path, echo_line=demo.echo) -> Path:
         log = _docker([*with_sidecar, "logs", "--no-log-prefix", SIDECAR], "read the sidecar's log")
         stats = CaptureStats(captured=_count(r"(\d+) packets? captured", log),
                              dropped=_count(r"(\d+) packets? dropped by kernel", log))
-        comments = comments_for(proto, "docker", where)
-        script = (f'editcap -F pcapng "$@" /captures/{raw_name} /captures/.{proto.name}.partial && '
-                  f'mv /captures/.{proto.name}.partial /captures/{proto.name}.pcapng && '
+        comments = comments_for(proto, "docker", where, demo_commands(proto, "docker"))
+        script = (f'editcap -F pcapng "$@" /captures/{raw_name} /captures/.partial-{proto.name}.pcapng && '
+                  f'mv /captures/.partial-{proto.name}.pcapng /captures/{proto.name}.pcapng && '
                   f'chown --reference=/captures /captures/{proto.name}.pcapng && rm -f /captures/{raw_name}'
                   )
         args = [a for c in comments for a in ("--capture-comment", c)]

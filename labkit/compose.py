@@ -38,11 +38,12 @@ INTERPRETER_VARIABLES = {
     "PYTHONDONTWRITEBYTECODE": "no __pycache__ written into the mounted source folders",
     "PIP_DISABLE_PIP_VERSION_CHECK": "quiet pip during the image build",
 }
-#: Where the code that reads environment variables lives (its own folder plus labkit).
+#: A variable read in Python source: os.environ.get("X"), os.getenv("X"), os.environ["X"], ...
 ENV_READ = re.compile(r"""(?:environ\.get|getenv|environ\.setdefault)\(\s*["']([A-Z][A-Z0-9_]*)["']"""
                       r"""|environ\[\s*["']([A-Z][A-Z0-9_]*)["']\s*\]""")
+#: Seconds `python <script> --help` may take (imports flask, spyne, ... on a busy machine).
 HELP_TIMEOUT = 60.0
-DEMO_STEP_TIMEOUT = 60.0
+#: Seconds a background demo step (the MQTT subscriber) gets to print its ready line.
 SERVICE_READY_TIMEOUT = 30.0
 
 
@@ -189,12 +190,18 @@ def parse_dockerfile(path: Path) -> Dockerfile:
                       user=user, copies=copies, cmd=cmd)
 
 
-def load(path: str | Path, project_dir: str | Path | None = None) -> ComposeFile:
-    """Parse a compose file with the real compose binary (relative paths resolved, anchors expanded)."""
+def load(path: str | Path, project_dir: str | Path | None = None, profiles: tuple[str, ...] = ()) -> ComposeFile:
+    """Parse a compose file with the real compose binary (relative paths resolved, anchors expanded).
+
+    Like `docker compose up`, it leaves out services of profiles not named in
+    `profiles` (a capture sidecar under `profiles: [capture]`).
+    """
     path = Path(path).resolve()
     argv = [*compose_command(), "-f", str(path)]
     if project_dir:
         argv += ["--project-directory", str(project_dir)]
+    for profile in profiles:
+        argv += ["--profile", profile]
     done = subprocess.run([*argv, "config", "--format", "json"], capture_output=True, text=True, timeout=60)
     if done.returncode != 0:
         raise ComposeError(f"{path.name}: {done.stderr.strip()}")
@@ -492,7 +499,8 @@ def main() -> int:
     for f in files:
         problems = check(f)
         bad += bool(problems)
-        print(f"{f}: {'ok' if not problems else f'{len(problems)} problem(s)'}")
+        shown = f.resolve().relative_to(REPO) if f.resolve().is_relative_to(REPO) else f
+        print(f"{shown}: {'ok' if not problems else f'{len(problems)} problem(s)'}")
         for line in problems:
             print(f"  {line}")
     return 1 if bad else 0

@@ -166,8 +166,10 @@ class BrokerLink:
             self.on_connected(client)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):  # noqa: ARG002 - paho signature
-        self._closed.set()
-        if self._closing or not self.connected.is_set():
+        if self._closing:
+            self._closed.set()
+            return
+        if not self.connected.is_set():
             return
         self.connected.clear()
         say(f"Lost the connection to the MQTT broker {self.address}; reconnecting...")

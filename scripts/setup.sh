@@ -2,6 +2,8 @@
 # Set up this machine for the lab: Debian packages (as root) and the .venv virtualenv.
 #   scripts/setup.sh demo   - what `make demo` needs: Mosquitto + the venv
 #   scripts/setup.sh test   - what `make test` needs: also tcpdump, tshark, nc, curl, wrk
+#   scripts/setup.sh capture - what `make capture` needs: Mosquitto, tcpdump, tshark (editcap), iproute2;
+#                              not root: only says what is missing (Docker captures need none of it)
 # Idempotent: installs only what is missing, rebuilds the venv only when a
 # requirements file changed.
 set -euo pipefail
@@ -11,7 +13,8 @@ profile="${1:-demo}"
 case "$profile" in
   demo) apt_pkgs=(mosquitto mosquitto-clients) ;;
   test) apt_pkgs=(mosquitto mosquitto-clients netcat-openbsd curl tcpdump tshark wrk iproute2 procps) ;;
-  *) echo "usage: $0 demo|test" >&2; exit 2 ;;
+  capture) apt_pkgs=(mosquitto mosquitto-clients tcpdump tshark iproute2 procps) ;;
+  *) echo "usage: $0 demo|test|capture" >&2; exit 2 ;;
 esac
 
 missing=()
@@ -24,6 +27,8 @@ if ((${#missing[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  elif [[ "$profile" == capture ]]; then
+    echo "setup: not installed: ${missing[*]} (captures without Docker need them): sudo apt-get install ${missing[*]}" >&2
   else
     echo "setup: missing packages: ${missing[*]} - install them with: sudo apt-get install ${missing[*]}" >&2
     exit 1

@@ -15,7 +15,7 @@ from io import BytesIO
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
-from gunicorn.workers.gthread import ThreadWorker
+from gunicorn.workers import gthread
 from lxml import etree
 from spyne import Application, Double, Fault, Integer, ServiceBase, rpc
 from spyne.protocol.soap import Soap11
@@ -29,15 +29,18 @@ TNS = "lab.soap.calculator"
 
 #: Largest request body accepted (bytes); bigger bodies get a Client Fault and are never parsed.
 MAX_REQUEST_BYTES = 64 * 1024
-#: Gunicorn worker processes (one GIL each: one per core) and threads per worker (for blocking clients).
-WORKERS = max(2, os.cpu_count() or 1)
-THREADS_PER_WORKER = 8
+#: Gunicorn worker processes (one GIL each: one per core, 2 to 4) and threads per worker.
+WORKERS = min(4, max(2, os.cpu_count() or 1))
+THREADS_PER_WORKER = 4
 #: Open connections a worker holds at most (idle keep-alive ones included); more wait in the listen backlog.
 MAX_CONNECTIONS_PER_WORKER = 256
 #: A kept-alive connection with no new request is closed after this many seconds.
 KEEPALIVE_SECONDS = 5
 #: A worker stuck longer than this on one request is restarted by the gunicorn master.
 WORKER_TIMEOUT_SECONDS = 30
+#: A new connection that has sent nothing after this long goes back to the poller instead of holding a thread
+#: (gunicorn's own default is 5 s); silent connections are closed after KEEPALIVE_SECONDS.
+FIRST_BYTE_WAIT_SECONDS = 0.2
 #: After SIGTERM/Ctrl+C, workers still running after this long are killed.
 STOP_GRACE_SECONDS = 1
 
@@ -101,11 +104,19 @@ class CalculatorService(ServiceBase):
 
 
 class LockedDownSoap11(Soap11):
-    """Spyne's SOAP 1.1 reader, refusing what its parser let through: a DTD (in any encoding) and an
-    envelope whose Body holds no operation (spyne would crash on it with an AttributeError)."""
+    """Spyne's SOAP 1.1 reader, answering Client Faults where spyne would crash or let things through.
+
+    Refused: a DTD in any encoding (the parser never loads or expands it, but it is refused all the same),
+    a body that is not in its declared charset, and an envelope whose Body holds no operation.
+    """
 
     def create_in_document(self, ctx, charset=None):
-        super().create_in_document(ctx, charset)
+        try:
+            super().create_in_document(ctx, charset)  # decodes with the Content-Type charset first, if given
+        except UnicodeError:
+            raise Fault("Client.EncodingError", f"The body is not valid {charset}") from None
+        except LookupError:
+            raise Fault("Client.EncodingError", f"Unknown charset {charset!r}") from None
         info = ctx.in_document[0].getroottree().docinfo
         if info.doctype or info.internalDTD is not None or info.externalDTD is not None:
             raise Fault("Client.DTDForbidden", DTD_FORBIDDEN)
@@ -271,12 +282,17 @@ class QuickStopArbiter(Arbiter):
         self.handle_int()
 
 
-class QuickStopWorker(ThreadWorker):
-    """Gunicorn's threaded worker, but a stop does not wait for threads blocked on silent clients.
+class QuickStopWorker(gthread.ThreadWorker):
+    """Gunicorn's threaded worker, tuned for clients that connect and say nothing.
 
-    The stock worker exits through the interpreter, which joins every pool thread; one reading from a client
-    that sent half a request keeps it alive for seconds and the master ends up SIGKILLing it.
+    A silent new connection holds a thread for FIRST_BYTE_WAIT_SECONDS only, then waits in the poller. A stop
+    does not wait for threads blocked on such clients: the stock worker exits through the interpreter, which
+    joins every pool thread, so one client that sent half a request kept it alive until the master SIGKILLed it.
     """
+
+    def init_process(self):
+        gthread.DEFAULT_WORKER_DATA_TIMEOUT = FIRST_BYTE_WAIT_SECONDS  # read by ThreadWorker.handle
+        super().init_process()
 
     def handle_quit(self, sig, frame):  # noqa: ARG002 - signal handler signature
         self.alive = False

@@ -317,3 +317,29 @@ def test_client_service_idles_with_its_exec_command_and_stops_at_once(files, spa
     assert proc.wait(10) == 0, proc.output
     assert time.monotonic() - started < IDLE_STOP_SECONDS
     assert proc.output.count("\n") == 0, "idle prints exactly one line"
+
+
+# ---------------------------------------------------------------- make demo-docker-<proto>
+
+FAKE_DOCKER = """#!/bin/sh
+# Stands in for the docker CLI: records each call; `exec` answers like a ready subscriber.
+echo "$*" >> "{calls}"
+case " $* " in *" exec "*) echo "Subscribed to: sister/temp (fake docker)";; esac
+"""
+
+
+@pytest.mark.parametrize("proto", NAMES)
+def test_docker_demo_starts_the_file_then_execs_each_demo_step_in_order(tmp_path, proto):
+    calls = tmp_path / "calls.txt"
+    fake = tmp_path / "bin" / "docker"
+    fake.parent.mkdir()
+    fake.write_text(FAKE_DOCKER.format(calls=calls))
+    fake.chmod(0o755)
+    env = {**compose.python_env(), "PATH": f"{fake.parent}:/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-m", "labkit.compose", "demo", proto], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    base = f"compose -f compose/{proto}.yml"
+    expected = [f"{base} up -d --build --wait"]
+    expected += [f"{base} exec -T {step.service} {' '.join(step.argv)}" for step in PROTOCOLS[proto].demo]
+    assert calls.read_text().splitlines() == expected

@@ -11,7 +11,7 @@ import time
 import pytest
 from conftest import free_port
 
-from labkit.procs import Proc
+from labkit.procs import REPO, Proc
 
 HOST = "127.0.0.1"
 READING = re.compile(r"^(?P<value>\d+\.\d) (?P<unit>°C|%)$")
@@ -93,7 +93,11 @@ def test_pub_to_sub_prints_seed_lines_with_readings_in_range(spawn, broker, tmp_
     for payload, topic in published:
         assert_reading(payload, topic)
     assert received == published
-    assert "Traceback" not in pub.output + sub.output
+    # Every line whole: paho's thread and the main thread print, never into each other's lines.
+    assert all(re.match(r"Connecting to |Connected to MQTT broker |Publishing every |Published: ", line)
+               for line in pub.lines), pub.output
+    assert all(re.match(r"Connecting to |Connected to MQTT broker |Waiting for messages\.\.\. |Subscribed to: "
+                        r"|Received message: ", line) for line in sub.lines), sub.output
 
 
 def test_sub_appends_each_message_with_a_timestamp_to_its_log(spawn, broker, tmp_path):
@@ -237,8 +241,8 @@ def test_clients_that_cannot_reach_a_broker_exit_non_zero_with_one_line(spawn, t
 
 
 def test_pub_and_sub_reconnect_after_broker_restart_and_sub_resubscribes(spawn, broker, tmp_path):
-    sub = start_sub(spawn, broker.port, tmp_path)
-    pub = start_pub(spawn, broker.port, "--interval", "0.2")
+    sub = start_sub(spawn, broker.port, tmp_path, "--client-id", "lab-sub")
+    pub = start_pub(spawn, broker.port, "--interval", "0.2", "--client-id", "lab-pub")
     sub.wait_for(RECEIVED.pattern)
 
     broker.stop()
@@ -255,6 +259,9 @@ def test_pub_and_sub_reconnect_after_broker_restart_and_sub_resubscribes(spawn, 
     pub.wait_for(PUBLISHED.pattern, start=reconnected)
     sub.wait_for(RECEIVED.pattern, start=resubscribed)
     assert sub.running() and pub.running()
+    for proc, client_id in ((pub, "lab-pub"), (sub, "lab-sub")):  # the new connection also ends cleanly
+        assert proc.stop() == 0, proc.output
+        broker.proc.wait_for(rf"Client {client_id} disconnected\.", timeout=5)
 
 
 def test_pub_qos1_queues_while_broker_is_down_and_sends_after_reconnect(spawn, broker):
@@ -317,3 +324,30 @@ def test_bad_flags_fail_with_one_line_before_connecting(spawn, tmp_path, script,
     assert proc.wait(10) == 2, proc.output
     assert proc.lines[-1].startswith(message), proc.output
     assert "Connecting" not in proc.output and "Traceback" not in proc.output
+
+
+def test_pub_count_exits_non_zero_when_the_broker_never_confirms(spawn, broker):
+    pub = start_pub(spawn, broker.port, "--qos", "1", "--count", "2", "--interval", "1")
+    pub.wait_for(PUBLISHED.pattern)
+    broker.stop()  # round 2 can only be queued, and nobody will ever PUBACK it
+    pub.wait_for(r"^Queued until the broker is back \(QoS 1\): ")
+    assert pub.wait(20) == 1, pub.output
+    assert pub.lines[-1] == f"error: 2 messages not confirmed by the MQTT broker at {HOST}:{broker.port} within 10 s"
+    assert "Traceback" not in pub.output
+
+
+def test_shipped_mosquitto_conf_serves_pub_and_sub(spawn, tmp_path):
+    shipped = (REPO / "mqtt" / "mosquitto.conf").read_text(encoding="utf-8")
+    assert re.search(r"^listener 1883$", shipped, re.M) and re.search(r"^allow_anonymous true$", shipped, re.M)
+    assert re.search(r"^persistence false$", shipped, re.M)
+    port = free_port()  # the same file, on a free port of 127.0.0.1 instead of 1883 on every interface
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(re.sub(r"^listener 1883$", f"listener {port} {HOST}", shipped, flags=re.M), encoding="utf-8")
+    broker = spawn(["mosquitto", "-c", str(conf)], label="mosquitto", prefix=["stdbuf", "-oL"])
+    broker.wait_for(r"mosquitto version .* running", timeout=10)
+
+    sub = start_sub(spawn, port, tmp_path, "--count", "2")
+    pub = start_pub(spawn, port, "--count", "1")
+    assert pub.wait(15) == 0 and sub.wait(15) == 0, pub.output + sub.output
+    assert [m["payload"] for m in matches(sub, RECEIVED)] == [m["payload"] for m in matches(pub, PUBLISHED)]
+    broker.wait_for(r"New client connected from 127\.0\.0\.1")  # connection_messages: joins show in its log

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import importlib.util
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -258,6 +259,44 @@ def test_idle_keepalive_connection_is_closed_after_idle_timeout(server):
     assert idle / 2 <= waited <= idle + 8, waited
 
 
+def silent_connections(port: int, count: int) -> list[socket.socket]:
+    """`count` clients that connect and never send a byte."""
+    return [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(count)]
+
+
+def timed_add(port: int, timeout: float) -> tuple[float, float]:
+    started = time.monotonic()
+    response = requests.get(f"http://127.0.0.1:{port}/add?a=1&b=2", timeout=timeout)
+    return response.json()["result"], time.monotonic() - started
+
+
+def test_200_silent_clients_do_not_stall_a_well_behaved_one(spawn, port):
+    start_server(port, spawn)
+    silent = silent_connections(port, 200)
+    try:
+        result, took = timed_add(port, timeout=10)
+    finally:
+        for s in silent:
+            s.close()
+    assert result == 3.0
+    assert took < 1.0, f"answered after {took:.2f} s"
+
+
+def test_beyond_max_connections_a_client_waits_until_idle_ones_are_closed(spawn, port):
+    start_server(port, spawn)
+    limit = rest_server.WORKERS * rest_server.MAX_CONNECTIONS_PER_WORKER
+    silent = silent_connections(port, limit)
+    try:
+        result, took = timed_add(port, timeout=rest_server.IDLE_TIMEOUT_SECONDS + 15)
+        closed_by_server = sum(1 for s in silent if s.recv(1) == b"")  # each was closed, none answered
+    finally:
+        for s in silent:
+            s.close()
+    assert result == 3.0
+    assert took >= rest_server.IDLE_TIMEOUT_SECONDS / 2, f"answered after {took:.2f} s: the limit was not reached"
+    assert closed_by_server == limit
+
+
 def test_20_concurrent_requests_all_answered(base_url):
     def add(i: int) -> float:
         return get(base_url, f"/add?a={i}&b=1000").json()["result"]
@@ -330,8 +369,11 @@ def test_stops_within_a_second_without_traceback_even_with_open_connections(spaw
     session = requests.Session()  # keeps its connection alive, as a browser would
     assert session.get(f"http://127.0.0.1:{port}/add?a=1&b=2", timeout=5).status_code == 200
     started = time.monotonic()
-    proc.signal(sig)
-    proc.wait(timeout=10)
+    if sig == signal.SIGINT:
+        os.killpg(proc.pid, sig)  # Ctrl+C in a terminal reaches the whole process group: master and workers
+    else:
+        proc.signal(sig)  # docker stop / kill: the master only
+    proc.popen.wait(timeout=10)
     assert time.monotonic() - started < 1.0
     session.close()
     assert "Traceback" not in proc.output

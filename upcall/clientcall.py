@@ -116,11 +116,11 @@ class UpcallClient:
         self._log.info("Connection closed")
 
     def _send(self, message: str) -> None:
+        self._log.info("Sent: %s", message)  # logged first: the reply may be logged before sendall returns
         try:
             self._conn.send_line(message)
         except OSError as e:
             raise self._error(f"lost the connection to the {WHAT}: {e.strerror or e}") from None
-        self._log.info("Sent: %s", message)
 
     def _error(self, text: str) -> cli.LabError:
         self._log.error("%s", text)

@@ -225,19 +225,26 @@ def _orient(conn: Connection, ab: Stream, ba: Stream) -> bool:
     return conn.b[1] <= conn.a[1]  # the lower port is more likely the server's
 
 
-def analyze(path, progress: Callable[[int, int], None] | None = None) -> Analysis:
-    """Read and analyse one capture file (raises capture.CaptureError if it is not one)."""
+def analyze(path, progress: Callable[[int, int], None] | None = None,
+            stage: Callable[[str, int], None] | None = None) -> Analysis:
+    """Read and analyse one capture file (raises capture.CaptureError if it is not one).
+
+    `progress(done, total)` is told how far reading, then decoding, has got; `stage(name, total)`
+    when decoding starts.
+    """
     enabled = gc.isenabled()
     gc.disable()  # millions of small tuples and no cycles: the collector would only slow us down
     try:
         cap = read_capture(path, progress)
-        return build(cap)
+        if stage is not None:
+            stage("decoding", len(cap.connections))
+        return build(cap, progress)
     finally:
         if enabled:
             gc.enable()
 
 
-def build(cap: CaptureRead) -> Analysis:
+def build(cap: CaptureRead, progress: Callable[[int, int], None] | None = None) -> Analysis:
     recognised: list[Conversation] = []
     unrecognised: list[Conversation] = []
     warnings: list[str] = []
@@ -247,7 +254,10 @@ def build(cap: CaptureRead) -> Analysis:
         warnings.append(f"{cap.snapped} packets were cut short by the capture's snap length: "
                         "their data is missing from the streams")
     messages: list[Message] = []
+    total = len(cap.connections)
     for conn in cap.connections:
+        if progress is not None and not conn.index % 1024:
+            progress(conn.index, total)
         ab, ba = reassemble(conn.ab, cap.t0_ns), reassemble(conn.ba, cap.t0_ns)
         conn.ab.segments = conn.ba.segments = None  # free the memory: the streams hold the bytes now
         client_is_a = _orient(conn, ab, ba)

@@ -1,0 +1,122 @@
+"""`python -m labkit.analyze <capture>`: print the analysis of a pcap/pcapng and write it beside the capture.
+
+Files written next to the capture (or into --out-dir): <name>.md (Markdown with a Mermaid
+sequence diagram), <name>.png (ladder diagram) and <name>.json (everything, for other tools).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from labkit.cli import LabError, run
+
+from . import report
+from .analysis import analyze
+from .capture import CaptureError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m labkit.analyze",
+        description="Analyse a pcap or pcapng capture of the lab's protocols (HTTP/REST, SOAP, MQTT and the "
+                    "line protocol): hosts, conversations, handshakes, every message, latency and bytes.")
+    p.add_argument("capture", help="the .pcap or .pcapng file")
+    p.add_argument("--out-dir", type=Path, help="where to write <name>.md/.png/.json (default: beside the capture)")
+    p.add_argument("--no-files", action="store_true", help="only print the report, write no files")
+    p.add_argument("--no-png", action="store_true", help="write the Markdown and JSON but not the PNG")
+    p.add_argument("--all", action="store_true",
+                   help=f"list every message even past {report.MAX_LISTED_MESSAGES} (the JSON always has all)")
+    p.add_argument("--json", action="store_true", help="print the JSON instead of the text report")
+    bar = p.add_mutually_exclusive_group()
+    bar.add_argument("--progress", dest="progress", action="store_true", default=None,
+                     help="show a progress bar on stderr (default: only when stderr is a terminal)")
+    bar.add_argument("--no-progress", dest="progress", action="store_false", help="never show a progress bar")
+    return p
+
+
+class Progress:
+    """A tqdm bar on stderr over the bytes of the capture, then over its connections."""
+
+    def __init__(self, total_bytes: int, enabled: bool):
+        self.enabled = enabled
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc="reading", file=sys.stderr,
+                            mininterval=0.2, leave=False, dynamic_ncols=True)
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is not None:
+            if self.bar.total != total:
+                self.bar.total = total
+            self.bar.update(done - self.bar.n)
+
+    def stage(self, name: str, total: int) -> None:
+        if self.bar is not None:
+            self.bar.reset(total=total)
+            self.bar.unit, self.bar.unit_scale = "it", False
+            self.bar.set_description(name, refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    path = Path(args.capture)
+    show = args.progress if args.progress is not None else sys.stderr.isatty()
+    try:
+        size = path.stat().st_size if path.is_file() else 0
+    except OSError:
+        size = 0
+    bar = Progress(size, bool(show))
+    try:
+        analysis = analyze(path, progress=bar if bar.enabled else None, stage=bar.stage if bar.enabled else None)
+    except CaptureError as e:
+        raise LabError(str(e), code=2) from None
+    finally:
+        bar.close()
+    for w in analysis.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    written: list[str] = []
+    if not args.no_files:
+        written = write_files(analysis, args.out_dir or path.parent, path, png=not args.no_png)
+    if args.json:
+        sys.stdout.write(report.to_json(analysis))
+    else:
+        sys.stdout.write(report.text(analysis, max_messages=0 if args.all else report.MAX_LISTED_MESSAGES,
+                                     files=written))
+    return 0
+
+
+def write_files(analysis, out_dir: Path, capture: Path, png: bool = True) -> list[str]:
+    """Write <name>.md, <name>.json and <name>.png; a directory we cannot write to is a warning, not a crash."""
+    stem = capture.name.rsplit(".", 1)[0] if "." in capture.name else capture.name
+    written = []
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        json_path = out_dir / f"{stem}.json"
+        json_path.write_text(report.to_json(analysis), encoding="utf-8")
+        written.append(str(json_path))
+        png_path = out_dir / f"{stem}.png"
+        if png:
+            from .ladder import write_png
+
+            write_png(analysis, png_path)
+            written.append(str(png_path))
+        md_path = out_dir / f"{stem}.md"
+        md_path.write_text(report.markdown(analysis, png_path.name if png else None), encoding="utf-8")
+        written.append(str(md_path))
+    except OSError as e:
+        print(f"warning: cannot write the report files into {out_dir}: {e.strerror or e}", file=sys.stderr)
+    return written
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    run(main)

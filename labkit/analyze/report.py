@@ -1,0 +1,379 @@
+"""The analysis as text for the terminal, Markdown with a Mermaid sequence diagram, and JSON."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from .analysis import Analysis, Conversation
+from .model import Message, short
+
+#: Messages listed in the terminal and Markdown reports before "... N more" (the JSON has all of them).
+MAX_LISTED_MESSAGES = 1000
+#: Arrows in the Mermaid diagram and the PNG ladder before "... N more" (readable pictures stay small).
+MAX_DIAGRAM_MESSAGES = 60
+#: Conversations detailed in the text report before a summary line.
+MAX_LISTED_CONVERSATIONS = 200
+
+
+def ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.3f} ms"
+
+
+def endpoint(ep: tuple) -> str:
+    ip, port = ep
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def role_of(conv: Conversation, from_client: bool) -> str:
+    if from_client:
+        return "client"
+    return "broker" if conv.protocol == "MQTT" else "server"
+
+
+def message_line(m: Message) -> str:
+    """The message's own text plus how it relates to others."""
+    text = f"{m.protocol} {m.summary}" if m.protocol != "LINE" else f"line {m.summary}"
+    if m.protocol == "LINE" and m.from_client:
+        text = f"line {m.summary!r}" if m.summary != m.summary.strip() or not m.summary else f"line {m.summary}"
+    if m.reply_to is not None:
+        text += f"  [answers #{m.reply_to.number} after {ms(m.latency)}]"
+    if m.relay_of is not None:
+        text += f"  [forwarded from #{m.relay_of.number}, {ms(m.time - m.relay_of.time)} later]"
+    return text
+
+
+def handshake_text(conv: Conversation) -> str:
+    h = conv.handshake()
+    if h is None:
+        return "not in the capture (the connection was already open when it started)"
+    parts = []
+    if h["syn"] is not None:
+        parts.append(f"SYN at {h['syn']:.6f} s (frame {h['syn_frame']})")
+    if h["syn_ack"] is not None:
+        parts.append(f"SYN-ACK +{ms(h['syn_to_syn_ack'])}" if h.get("syn_to_syn_ack") is not None
+                     else f"SYN-ACK at {h['syn_ack']:.6f} s")
+    if h["ack"] is not None and h.get("duration") is not None:
+        parts.append(f"ACK +{ms(h['duration'])}")
+    text = ", ".join(parts)
+    if h.get("duration") is not None:
+        text += f" -> connected in {ms(h['duration'])}"
+    elif not h["complete"]:
+        text += " (incomplete)"
+    return text
+
+
+def teardown_text(conv: Conversation) -> str:
+    td = conv.teardown()
+    if td["kind"] == "open":
+        return "none: still open when the capture ended"
+    if td["kind"] == "reset":
+        return f"reset (RST) by the {_side(conv, td['by'])} at {td['time']:.6f} s (frame {td['frame']})"
+    text = f"{_side(conv, td['initiator'])} closed first: FIN at {td['first_fin']:.6f} s (frame {td['first_fin_frame']})"
+    if "second_fin" in td:
+        text += f", FIN back +{ms(td['second_fin'] - td['first_fin'])}"
+        if "last_ack" in td:
+            text += f", last ACK +{ms(td['last_ack'] - td['first_fin'])}"
+        text += f" -> closed in {ms(td['duration'])}"
+    else:
+        text += " (the other side had not closed when the capture ended)"
+    return text
+
+
+def _side(conv: Conversation, who: str) -> str:
+    return "client" if who == "client" else role_of(conv, False)
+
+
+def _fmt(n: int) -> str:
+    return f"{n:,}"
+
+
+def _capture_line(a: Analysis) -> list[str]:
+    cap = a.capture
+    start = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(cap.first_epoch)) if cap.first_epoch else "-"
+    return [f"{cap.file_format}, link type {', '.join(cap.link_types) or '-'}; {_fmt(cap.packets)} packets, "
+            f"{_fmt(cap.wire_bytes)} bytes on the wire; {cap.duration:.6f} s starting {start}"]
+
+
+def _left_out(t: dict) -> str:
+    lo = t["left_out"]
+    parts = []
+    if lo["tcp_conversations"]:
+        parts.append(f"{lo['tcp_conversations']} TCP conversation(s) with content it does not recognise "
+                     f"({_fmt(lo['tcp_packets'])} packets)")
+    if lo["other_packets"]:
+        parts.append(", ".join(f"{n} {kind}" for kind, n in lo["other_packets"].items()) + " packets")
+    return "; ".join(parts) if parts else "nothing"
+
+
+def text(a: Analysis, max_messages: int = MAX_LISTED_MESSAGES, files: list[str] | None = None) -> str:
+    """The terminal report."""
+    out: list[str] = [f"Capture {a.capture.path}", *("  " + s for s in _capture_line(a))]
+    for w in a.warnings:
+        out.append(f"  warning: {w}")
+    out.append("")
+    out.append("Hosts and roles")
+    if not a.hosts:
+        out.append("  none: no traffic of the lab's protocols (HTTP, SOAP, MQTT, line protocol) in this capture")
+    for h in a.hosts:
+        out.append(f"  {h.ip:<16} {h.kind:<15} {'; '.join(h.roles)}")
+    out.append("")
+    out.append("Conversations (TCP)")
+    for conv in a.conversations[:MAX_LISTED_CONVERSATIONS]:
+        pc, ps = conv.packets
+        bc, bs = conv.wire_bytes
+        yc, ys = conv.payload_bytes
+        who = f", client id {conv.client_name}" if conv.client_name else ""
+        how = " (recognised by its port: it carried no data)" if conv.detected_by == "port" else ""
+        out.append(f"  #{conv.index} {endpoint(conv.client)} -> {endpoint(conv.server)}  {conv.label}{who}{how}")
+        out.append(f"      client->{role_of(conv, False)}: {pc} packets, {_fmt(bc)} bytes ({_fmt(yc)} payload); "
+                   f"{role_of(conv, False)}->client: {ps} packets, {_fmt(bs)} bytes ({_fmt(ys)} payload); "
+                   f"{len(conv.messages)} messages; lasted {conv.duration:.6f} s")
+        out.append(f"      handshake: {handshake_text(conv)}")
+        out.append(f"      teardown:  {teardown_text(conv)}")
+        for note in conv.notes:
+            out.append(f"      note: {note}")
+    if len(a.conversations) > MAX_LISTED_CONVERSATIONS:
+        out.append(f"  ... and {len(a.conversations) - MAX_LISTED_CONVERSATIONS} more conversations (see the JSON)")
+    if not a.conversations:
+        out.append("  none recognised")
+    out.append("")
+    out.append("Messages in capture order (time: seconds since the first packet)")
+    if a.messages:
+        out.append(f"  {'#':>5} {'time':>11} {'frame':>6} {'conv':>5}  {'from -> to':<45} message")
+    convs = {c.index: c for c in a.conversations}
+    limit = len(a.messages) if max_messages <= 0 else max_messages
+    for m in a.messages[:limit]:
+        conv = convs[m.conn]
+        src, dst = (conv.client, conv.server) if m.from_client else (conv.server, conv.client)
+        route = f"{endpoint(src)} -> {endpoint(dst)}"
+        out.append(f"  {m.number:>5} {m.time:>11.6f} {m.frame:>6} {m.conn:>5}  {route:<45} {message_line(m)}")
+    if len(a.messages) > limit:
+        out.append(f"  ... {len(a.messages) - limit} more messages: see the JSON file, or use --all")
+    if not a.messages:
+        out.append("  none")
+    out.append("")
+    out.append("Latency (request -> response; MQTT: publisher -> broker -> subscriber)")
+    lat = a.latency_stats()
+    if lat:
+        width = max(len(s["what"]) for s in lat)
+        out.append(f"  {'what':<{width}} {'count':>6} {'min':>12} {'median':>12} {'p99':>12} {'max':>12}")
+        for s in lat:
+            out.append(f"  {s['what']:<{width}} {s['count']:>6} {ms(s['min']):>12} {ms(s['median']):>12} "
+                       f"{ms(s['p99']):>12} {ms(s['max']):>12}")
+    else:
+        out.append("  no request/response pairs")
+    t = a.totals()
+    out.append("")
+    out.append("Totals")
+    out.append(f"  on the wire:  {_fmt(t['packets'])} packets, {_fmt(t['wire_bytes'])} bytes")
+    out.append(f"  recognised:   {_fmt(t['recognised_packets'])} packets, {_fmt(t['recognised_wire_bytes'])} bytes "
+               f"on the wire carrying {_fmt(t['application_payload_bytes'])} bytes of application payload "
+               f"({t['payload_share'] * 100:.1f} %; the rest is Ethernet/IP/TCP headers, handshakes and ACKs)")
+    for label, p in t["by_protocol"].items():
+        out.append(f"    {label}: {p['conversations']} conversations, {p['messages']} messages, "
+                   f"{_fmt(p['packets'])} packets, {_fmt(p['wire_bytes'])} wire bytes, "
+                   f"{_fmt(p['payload_bytes'])} payload bytes")
+    out.append(f"  left out:     {_left_out(t)}")
+    if files:
+        out.append("")
+        out.append("Written: " + ", ".join(files))
+    return "\n".join(out) + "\n"
+
+
+# --- JSON -------------------------------------------------------------------------------------------
+
+def to_dict(a: Analysis) -> dict:
+    cap = a.capture
+    convs = []
+    for c in a.conversations:
+        pc, ps = c.packets
+        bc, bs = c.wire_bytes
+        yc, ys = c.payload_bytes
+        convs.append({
+            "index": c.index, "protocol": c.label, "recognised_by": c.detected_by,
+            "client": {"ip": c.client[0], "port": c.client[1]},
+            "server": {"ip": c.server[0], "port": c.server[1], "role": role_of(c, False)},
+            "client_id": c.client_name or None,
+            "packets": {"client_to_server": pc, "server_to_client": ps},
+            "wire_bytes": {"client_to_server": bc, "server_to_client": bs},
+            "payload_bytes": {"client_to_server": yc, "server_to_client": ys},
+            "start": c.conn.first_time, "end": c.conn.last_time, "duration": c.duration,
+            "handshake": c.handshake(), "teardown": c.teardown(), "messages": len(c.messages), "notes": c.notes,
+        })
+    return {
+        "capture": {"file": str(cap.path), "format": cap.file_format, "link_types": cap.link_types,
+                    "packets": cap.packets, "wire_bytes": cap.wire_bytes, "start_epoch": cap.first_epoch,
+                    "duration": cap.duration, "truncated": cap.truncated},
+        "warnings": a.warnings,
+        "hosts": [{"ip": h.ip, "role": h.kind, "roles": h.roles, "conversations": h.conversations} for h in a.hosts],
+        "conversations": convs,
+        "messages": [_message_dict(m) for m in a.messages],
+        "latency": a.latency_stats(),
+        "totals": a.totals(),
+        "left_out_conversations": [
+            {"index": c.index, "client": endpoint(c.client), "server": endpoint(c.server),
+             "packets": sum(c.packets), "wire_bytes": sum(c.wire_bytes)} for c in a.unrecognised],
+    }
+
+
+def _message_dict(m: Message) -> dict:
+    return {"number": m.number, "time": m.time, "frame": m.frame, "first_frame": m.first_frame,
+            "conversation": m.conn, "direction": "client_to_server" if m.from_client else "server_to_client",
+            "protocol": m.protocol, "kind": m.kind, "summary": m.summary, "bytes": m.size,
+            "reply_to": m.reply_to.number if m.reply_to is not None else None, "latency": m.latency,
+            "forwarded_from": m.relay_of.number if m.relay_of is not None else None,
+            "server_initiated": m.initiated_by_server, "fields": m.fields}
+
+
+def to_json(a: Analysis) -> str:
+    return json.dumps(to_dict(a), ensure_ascii=False, indent=1, default=str) + "\n"
+
+
+# --- Markdown + Mermaid ---------------------------------------------------------------------------------
+
+def participants(a: Analysis, events: list[dict]) -> tuple[dict, list[tuple[str, str]]]:
+    """Who appears in the pictures: each server endpoint, and each client host (or MQTT client id).
+
+    Only conversations that have an event in `events` take part. Returns
+    {(conv index, from_client) -> participant id} and [(id, label)] in order of appearance.
+    """
+    convs = {c.index: c for c in a.conversations}
+    ids: dict = {}
+    order: list[tuple[str, str]] = []
+    by_key: dict = {}
+    for e in events:
+        c = convs[e["conv"]]
+        if (c.index, True) in ids:
+            continue
+        for from_client in (True, False):
+            if from_client:
+                key = ("client", c.client[0], c.client_name or "")
+                label = f"{c.client_name} {c.client[0]}" if c.client_name else f"client {c.client[0]}"
+            else:
+                key = ("server", c.server)
+                label = f"{role_of(c, False)} {endpoint(c.server)}"
+            if key not in by_key:
+                by_key[key] = f"P{len(order) + 1}"
+                order.append((by_key[key], label))
+            ids[(c.index, from_client)] = by_key[key]
+    return ids, order
+
+
+def diagram_events(a: Analysis, limit: int = MAX_DIAGRAM_MESSAGES) -> tuple[list[dict], int]:
+    """Arrows for the pictures, in time order: TCP handshakes and teardowns, then messages; and how many were cut."""
+    events = []
+    for c in a.conversations:
+        h = c.handshake()
+        if h and h["syn"] is not None:
+            events.append({"time": h["syn"], "conv": c.index, "from_client": True, "text": "SYN", "tcp": True})
+            if h["syn_ack"] is not None:
+                events.append({"time": h["syn_ack"], "conv": c.index, "from_client": False, "text": "SYN, ACK",
+                               "tcp": True})
+            if h["ack"] is not None:
+                events.append({"time": h["ack"], "conv": c.index, "from_client": True, "text": "ACK", "tcp": True})
+        td = c.teardown()
+        if td["kind"] == "reset":
+            events.append({"time": td["time"], "conv": c.index, "from_client": td["by"] == "client", "text": "RST",
+                           "tcp": True})
+        elif td["kind"] == "fin":
+            first = td["initiator"] == "client"
+            events.append({"time": td["first_fin"], "conv": c.index, "from_client": first, "text": "FIN",
+                           "tcp": True})
+            if "second_fin" in td:
+                events.append({"time": td["second_fin"], "conv": c.index, "from_client": not first, "text": "FIN",
+                               "tcp": True})
+            if "last_ack" in td:
+                events.append({"time": td["last_ack"], "conv": c.index, "from_client": first, "text": "ACK",
+                               "tcp": True})
+    for m in a.messages:
+        label = short(f"{m.protocol if m.protocol != 'LINE' else ''} {m.summary}".strip(), 60)
+        if m.latency is not None:
+            label += f" ({ms(m.latency)})"
+        events.append({"time": m.time, "conv": m.conn, "from_client": m.from_client, "text": label, "tcp": False,
+                       "number": m.number, "server_initiated": m.initiated_by_server})
+    events.sort(key=lambda e: (e["time"], not e["tcp"] or e["text"] != "SYN"))
+    if len(events) > limit * 2:  # keep the pictures readable: the first messages of the capture
+        return events[: limit * 2], len(events) - limit * 2
+    return events, 0
+
+
+_MERMAID_ENTITIES = {"#": "#35;", ";": "#59;", "<": "#lt;", ">": "#gt;", '"': "#quot;"}
+
+
+def _mermaid_text(s: str) -> str:
+    """Mermaid message text: one line, with the characters Mermaid reads as syntax written as entity codes."""
+    return "".join(_MERMAID_ENTITIES.get(ch, ch) for ch in " ".join(s.split()))
+
+
+def mermaid(a: Analysis, limit: int = MAX_DIAGRAM_MESSAGES) -> str:
+    events, cut = diagram_events(a, limit)
+    ids, order = participants(a, events)
+    lines = ["sequenceDiagram"]
+    for pid, label in order:
+        lines.append(f"    participant {pid} as {_mermaid_text(label)}")
+    for e in events:
+        src = ids[(e["conv"], e["from_client"])]
+        dst = ids[(e["conv"], not e["from_client"])]
+        arrow = "-->>" if e["tcp"] else ("-)" if e.get("server_initiated") else "->>")
+        text = e["text"] if e["tcp"] else f"#{e['number']} {e['text']}"
+        lines.append(f"    {src}{arrow}{dst}: {_mermaid_text(text)}")
+    if cut:
+        lines.append(f"    Note over {order[0][0]}: ... {cut} more events (see the report)")
+    if not order:
+        lines += ["    participant Capture", "    Note over Capture: no messages of the lab's protocols"]
+    return "\n".join(lines) + "\n"
+
+
+def _md_escape(s: str) -> str:
+    return s.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown(a: Analysis, png_name: str | None = None, max_messages: int = MAX_LISTED_MESSAGES) -> str:
+    cap = a.capture
+    out = [f"# Capture analysis: {cap.path.name}", "", *_capture_line(a), ""]
+    for w in a.warnings:
+        out.append(f"> **Warning:** {w}")
+        out.append("")
+    out += ["## Hosts and roles", "", "| host | role | what it does |", "| --- | --- | --- |"]
+    for h in a.hosts:
+        out.append(f"| {h.ip} | {h.kind} | {_md_escape('; '.join(h.roles))} |")
+    out += ["", "## Conversations (TCP)", "",
+            "| # | client | server | protocol | packets c→s / s→c | bytes c→s / s→c | payload c→s / s→c | duration |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for c in a.conversations[:MAX_LISTED_CONVERSATIONS]:
+        pc, ps = c.packets
+        bc, bs = c.wire_bytes
+        yc, ys = c.payload_bytes
+        out.append(f"| {c.index} | {endpoint(c.client)} | {endpoint(c.server)} | {c.label} | {pc} / {ps} | "
+                   f"{_fmt(bc)} / {_fmt(bs)} | {_fmt(yc)} / {_fmt(ys)} | {c.duration:.6f} s |")
+    out += ["", "### Handshakes and teardowns", ""]
+    for c in a.conversations[:MAX_LISTED_CONVERSATIONS]:
+        out.append(f"- **#{c.index}** handshake: {handshake_text(c)}; teardown: {teardown_text(c)}")
+        for note in c.notes:
+            out.append(f"  - note: {note}")
+    out += ["", "## The exchange", "", "```mermaid", mermaid(a).rstrip("\n"), "```", ""]
+    if png_name:
+        out += [f"![Ladder diagram]({png_name})", ""]
+    out += ["## Messages", "", "| # | time (s) | frame | conv | from → to | message |", "| --- | --- | --- | --- | --- | --- |"]
+    convs = {c.index: c for c in a.conversations}
+    limit = len(a.messages) if max_messages <= 0 else max_messages
+    for m in a.messages[:limit]:
+        conv = convs[m.conn]
+        src, dst = (conv.client, conv.server) if m.from_client else (conv.server, conv.client)
+        out.append(f"| {m.number} | {m.time:.6f} | {m.frame} | {m.conn} | {endpoint(src)} → {endpoint(dst)} | "
+                   f"{_md_escape(message_line(m))} |")
+    if len(a.messages) > limit:
+        out.append(f"\n... {len(a.messages) - limit} more messages in the JSON file.")
+    out += ["", "## Latency", "", "| what | count | min | median | p99 | max |", "| --- | --- | --- | --- | --- | --- |"]
+    for s in a.latency_stats():
+        out.append(f"| {s['what']} | {s['count']} | {ms(s['min'])} | {ms(s['median'])} | {ms(s['p99'])} | "
+                   f"{ms(s['max'])} |")
+    t = a.totals()
+    out += ["", "## Totals", "",
+            f"- On the wire: {_fmt(t['packets'])} packets, {_fmt(t['wire_bytes'])} bytes.",
+            f"- Recognised conversations: {_fmt(t['recognised_packets'])} packets, "
+            f"{_fmt(t['recognised_wire_bytes'])} bytes on the wire carrying {_fmt(t['application_payload_bytes'])} "
+            f"bytes of application payload ({t['payload_share'] * 100:.1f} %).",
+            f"- Left out: {_left_out(t)}.", ""]
+    return "\n".join(out)
