@@ -4,7 +4,7 @@ PY := .venv/bin/python
 PROTOS := rest soap mqtt reqresp upcall
 
 .DEFAULT_GOAL := help
-.PHONY: help setup setup-test test lint demo $(addprefix demo-,$(PROTOS))
+.PHONY: help setup setup-test test lint demo
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sort -u | \

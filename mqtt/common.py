@@ -39,7 +39,7 @@ def say(line: str) -> None:
 
 
 def client_parser(description: str) -> argparse.ArgumentParser:
-    """The flags both clients share: --host/--port, --topic, --qos, --client-id."""
+    """The flags both clients share: --host/--port (default mqtt-broker:1883), --qos, --client-id."""
     p = cli.parser(description, host=BROKER_SERVICE, port=MQTT_PORT, server=False)
     p.add_argument("--qos", type=int, choices=(0, 1, 2), default=0,
                    help="MQTT quality of service: 0 at most once, 1 at least once, 2 exactly once (default: 0)")

@@ -1,8 +1,7 @@
 """MQTT publisher: sensor readings (or a fixed message) sent to topics on a broker, every interval.
 
-Publish/subscribe decouples the sides: the publisher knows only the broker and a topic name, never
-who receives. `Published:` is printed once the broker has the message, so QoS 0/1/2 show what they
-promise when the broker goes away (QoS 0 drops, QoS 1/2 queue and resend after reconnecting).
+The publisher knows only the broker and a topic, never who receives. `Published:` comes once the
+broker has the message, so QoS 0 (dropped) and QoS 1/2 (queued, resent) differ when the broker goes away.
 """
 
 from __future__ import annotations

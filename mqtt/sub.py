@@ -1,8 +1,7 @@
 """MQTT subscriber: prints and logs every message the broker routes to its topic filters.
 
-It shows that in publish/subscribe the broker delivers by topic alone: a subscriber on another
-topic receives nothing, a wildcard receives many publishers, and a persistent session (QoS 1/2)
-lets the broker keep messages while the subscriber is away.
+The broker delivers by topic alone: another topic gets nothing, a wildcard gets many publishers,
+and a persistent session (QoS 1/2) keeps messages for a subscriber while it is away.
 """
 
 from __future__ import annotations

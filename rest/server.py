@@ -48,7 +48,7 @@ MAX_CONNECTIONS_PER_WORKER = 100
 #: Seconds workers get to finish in-flight requests on SIGTERM before they are killed.
 GRACEFUL_STOP_SECONDS = 1
 #: Seconds an idle keep-alive connection is kept once SIGTERM arrived (gunicorn's own is 2 s).
-STOP_LINGER_SECONDS = 0.2
+STOP_LINGER_SECONDS = 0.05
 #: Seconds a worker thread waits for a new connection's first bytes before handing it to the
 #: event loop (gunicorn's own is 5 s: a dozen silent connections would hold every thread).
 FIRST_BYTES_WAIT_SECONDS = 0.02
@@ -127,11 +127,13 @@ def create_app(config: dict | None = None) -> Flask:
         return view
 
     for name, op in OPERATIONS.items():
-        app.add_url_rule(f"/{name}", view_func=calculate(name, op), methods=["GET"])
+        app.add_url_rule(f"/{name}", view_func=calculate(name, op), methods=["GET"], provide_automatic_options=False)
 
-    @app.get("/openapi.json")
     def openapi():
         return Response(openapi_document, mimetype="application/json")
+
+    # No automatic OPTIONS (an empty text/html answer): OPTIONS gets 405 JSON like any other wrong method.
+    app.add_url_rule("/openapi.json", view_func=openapi, methods=["GET"], provide_automatic_options=False)
 
     @app.errorhandler(ApiError)
     def api_error(e: ApiError):

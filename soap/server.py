@@ -221,7 +221,8 @@ class GuardedSoapApp:
         method = environ.get("REQUEST_METHOD", "")
         query = environ.get("QUERY_STRING", "")
         target = environ.get("PATH_INFO", "/") + (f"?{query}" if query else "")
-        request = f"{environ.get('REMOTE_ADDR', '?')} {method} {_short(target, 80)}"
+        peer = f"{environ.get('REMOTE_ADDR', '?')}:{environ.get('REMOTE_PORT', '?')}"
+        request = f"{peer} {method} {_short(target, 80)}"
         if method == "POST":
             body, too_big = _read_body(environ)
             problem = ("Client.RequestTooLarge", too_big) if too_big else check_request_body(body)

@@ -26,9 +26,12 @@ _spec.loader.exec_module(rest_server)
 READY = r"REST server listening on"
 
 
-def start_server(port: int, spawn=None) -> Proc:
-    argv = script("rest", "server.py", "--host", "127.0.0.1", "--port", str(port))
-    proc = spawn(argv, cwd=str(REPO / "rest")) if spawn else Proc(argv, cwd=str(REPO / "rest"))
+def server_argv(port: int) -> list[str]:
+    return script("rest", "server.py", "--host", "127.0.0.1", "--port", str(port))
+
+
+def start_server(port: int, spawn) -> Proc:
+    proc = spawn(server_argv(port), cwd=str(REPO / "rest"))
     proc.wait_for(READY, timeout=20)
     return proc
 
@@ -37,11 +40,13 @@ def start_server(port: int, spawn=None) -> Proc:
 def server():
     """One real gunicorn server for the read-only tests of this module."""
     port = free_port()
-    proc = start_server(port)
+    proc = Proc(server_argv(port), cwd=str(REPO / "rest"))
     try:
+        proc.wait_for(READY, timeout=20)
         yield proc, port
     finally:
         proc.stop(timeout=3)
+    assert "Traceback" not in proc.output
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +175,7 @@ def test_unknown_path_is_404_json(base_url):
     assert_json_error(get(base_url, "/pow?a=2&b=3"), 404, "/pow")
 
 
-@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
 def test_wrong_method_is_405_json(base_url, method):
     response = requests.request(method, f"{base_url}/add?a=1&b=2", timeout=5)
     assert_json_error(response, 405, method)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 from pathlib import Path
 
 from labkit.cli import LabError, run
@@ -87,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_files:
         written = write_files(analysis, args.out_dir or path.parent, path, png=not args.no_png)
     if args.json:
-        sys.stdout.write(report.to_json(analysis))
+        sys.stdout.flush()
+        sys.stdout.buffer.write(report.to_json(analysis))
     else:
         sys.stdout.write(report.text(analysis, max_messages=0 if args.all else report.MAX_LISTED_MESSAGES,
                                      files=written))
@@ -95,26 +97,38 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write_files(analysis, out_dir: Path, capture: Path, png: bool = True) -> list[str]:
-    """Write <name>.md, <name>.json and <name>.png; a directory we cannot write to is a warning, not a crash."""
+    """Write <name>.json, <name>.png and <name>.md; a directory we cannot write to is a warning, not a crash.
+
+    The PNG is compressed on a second thread (Pillow lets go of the GIL while it does) as the JSON is built.
+    """
     stem = capture.name.rsplit(".", 1)[0] if "." in capture.name else capture.name
-    written = []
+    paths = {kind: out_dir / f"{stem}.{kind}" for kind in ("json", "png", "md")}
+    errors: list[OSError] = []
+    drawer = None
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        json_path = out_dir / f"{stem}.json"
-        json_path.write_text(report.to_json(analysis), encoding="utf-8")
-        written.append(str(json_path))
-        png_path = out_dir / f"{stem}.png"
         if png:
             from .ladder import write_png
 
-            write_png(analysis, png_path)
-            written.append(str(png_path))
-        md_path = out_dir / f"{stem}.md"
-        md_path.write_text(report.markdown(analysis, png_path.name if png else None), encoding="utf-8")
-        written.append(str(md_path))
+            def draw() -> None:
+                try:
+                    write_png(analysis, paths["png"])
+                except OSError as e:
+                    errors.append(e)
+
+            drawer = threading.Thread(target=draw, name="ladder-png")
+            drawer.start()
+        paths["json"].write_bytes(report.to_json(analysis))
+        paths["md"].write_text(report.markdown(analysis, paths["png"].name if png else None), encoding="utf-8")
     except OSError as e:
+        errors.append(e)
+    finally:
+        if drawer is not None:
+            drawer.join()
+    if errors:
+        e = errors[0]
         print(f"warning: cannot write the report files into {out_dir}: {e.strerror or e}", file=sys.stderr)
-    return written
+    return [str(p) for kind, p in paths.items() if p.exists() and (png or kind != "png") and not errors]
 
 
 if __name__ == "__main__":

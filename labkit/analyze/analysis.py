@@ -126,12 +126,19 @@ class Analysis:
     messages: list
     hosts: list
     warnings: list
+    _latency: list | None = field(default=None, repr=False)
+    _totals: dict | None = field(default=None, repr=False)
 
     @property
     def pairs(self) -> list[Message]:
         return [m for m in self.messages if m.reply_to is not None]
 
     def latency_stats(self) -> list[dict]:
+        if self._latency is None:
+            self._latency = self._latency_stats()
+        return self._latency
+
+    def _latency_stats(self) -> list[dict]:
         groups: dict[str, list[float]] = {}
         for m in self.messages:
             if m.reply_to is not None and m.latency is not None:
@@ -141,6 +148,11 @@ class Analysis:
         return [dict(what=k, **stats(v)) for k, v in groups.items()]
 
     def totals(self) -> dict:
+        if self._totals is None:
+            self._totals = self._count()
+        return self._totals
+
+    def _count(self) -> dict:
         cap = self.capture
         conv_wire = sum(sum(c.wire_bytes) for c in self.conversations)
         conv_packets = sum(sum(c.packets) for c in self.conversations)

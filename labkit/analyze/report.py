@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 from .analysis import Analysis, Conversation
@@ -12,6 +11,10 @@ from .model import Message, short
 MAX_LISTED_MESSAGES = 1000
 #: Arrows in the Mermaid diagram and the PNG ladder before "... N more" (readable pictures stay small).
 MAX_DIAGRAM_MESSAGES = 60
+#: Participants (columns) in the pictures: conversations that would need more are left off.
+MAX_DIAGRAM_PARTICIPANTS = 6
+#: The JSON is indented for people up to this many messages, compact (smaller, faster) above.
+JSON_INDENT_UP_TO = 5000
 #: Conversations detailed in the text report before a summary line.
 MAX_LISTED_CONVERSATIONS = 200
 
@@ -226,11 +229,21 @@ def _message_dict(m: Message) -> dict:
             "server_initiated": m.initiated_by_server, "fields": m.fields}
 
 
-def to_json(a: Analysis) -> str:
-    return json.dumps(to_dict(a), ensure_ascii=False, indent=1, default=str) + "\n"
+def to_json(a: Analysis) -> bytes:
+    """UTF-8 JSON (orjson: the standard library's encoder takes longer than the whole analysis)."""
+    import orjson
+
+    indent = orjson.OPT_INDENT_2 if len(a.messages) <= JSON_INDENT_UP_TO else 0
+    return orjson.dumps(to_dict(a), option=indent | orjson.OPT_APPEND_NEWLINE)
 
 
 # --- Markdown + Mermaid ---------------------------------------------------------------------------------
+
+def _participant_keys(c: Conversation) -> tuple[tuple, str, tuple, str]:
+    client_key = ("client", c.client[0], c.client_name or "")
+    client_label = f"{c.client_name} {c.client[0]}" if c.client_name else f"client {c.client[0]}"
+    return client_key, client_label, ("server", c.server), f"{role_of(c, False)} {endpoint(c.server)}"
+
 
 def participants(a: Analysis, events: list[dict]) -> tuple[dict, list[tuple[str, str]]]:
     """Who appears in the pictures: each server endpoint, and each client host (or MQTT client id).
@@ -246,13 +259,8 @@ def participants(a: Analysis, events: list[dict]) -> tuple[dict, list[tuple[str,
         c = convs[e["conv"]]
         if (c.index, True) in ids:
             continue
-        for from_client in (True, False):
-            if from_client:
-                key = ("client", c.client[0], c.client_name or "")
-                label = f"{c.client_name} {c.client[0]}" if c.client_name else f"client {c.client[0]}"
-            else:
-                key = ("server", c.server)
-                label = f"{role_of(c, False)} {endpoint(c.server)}"
+        client_key, client_label, server_key, server_label = _participant_keys(c)
+        for from_client, key, label in ((True, client_key, client_label), (False, server_key, server_label)):
             if key not in by_key:
                 by_key[key] = f"P{len(order) + 1}"
                 order.append((by_key[key], label))
@@ -261,41 +269,68 @@ def participants(a: Analysis, events: list[dict]) -> tuple[dict, list[tuple[str,
 
 
 def diagram_events(a: Analysis, limit: int = MAX_DIAGRAM_MESSAGES) -> tuple[list[dict], int]:
-    """Arrows for the pictures, in time order: TCP handshakes and teardowns, then messages; and how many were cut."""
+    """Arrows for the pictures in time order (TCP handshakes and teardowns, messages), and how many were left off.
+
+    At most 2 x `limit` arrows: the beginning of the capture, so that a picture stays readable.
+    """
+    most = limit * 2
+    shown = a.messages[:most]
+    horizon = shown[-1].time if len(a.messages) > most else float("inf")
     events = []
+    total_tcp = 0
     for c in a.conversations:
-        h = c.handshake()
-        if h and h["syn"] is not None:
-            events.append({"time": h["syn"], "conv": c.index, "from_client": True, "text": "SYN", "tcp": True})
-            if h["syn_ack"] is not None:
-                events.append({"time": h["syn_ack"], "conv": c.index, "from_client": False, "text": "SYN, ACK",
-                               "tcp": True})
-            if h["ack"] is not None:
-                events.append({"time": h["ack"], "conv": c.index, "from_client": True, "text": "ACK", "tcp": True})
-        td = c.teardown()
-        if td["kind"] == "reset":
-            events.append({"time": td["time"], "conv": c.index, "from_client": td["by"] == "client", "text": "RST",
-                           "tcp": True})
-        elif td["kind"] == "fin":
-            first = td["initiator"] == "client"
-            events.append({"time": td["first_fin"], "conv": c.index, "from_client": first, "text": "FIN",
-                           "tcp": True})
-            if "second_fin" in td:
-                events.append({"time": td["second_fin"], "conv": c.index, "from_client": not first, "text": "FIN",
-                               "tcp": True})
-            if "last_ack" in td:
-                events.append({"time": td["last_ack"], "conv": c.index, "from_client": first, "text": "ACK",
-                               "tcp": True})
-    for m in a.messages:
+        tcp = _tcp_events(c)
+        total_tcp += len(tcp)
+        if c.conn.first_time <= horizon:
+            events += [e for e in tcp if e["time"] <= horizon]
+    for m in shown:
         label = short(f"{m.protocol if m.protocol != 'LINE' else ''} {m.summary}".strip(), 60)
         if m.latency is not None:
             label += f" ({ms(m.latency)})"
         events.append({"time": m.time, "conv": m.conn, "from_client": m.from_client, "text": label, "tcp": False,
                        "number": m.number, "server_initiated": m.initiated_by_server})
-    events.sort(key=lambda e: (e["time"], not e["tcp"] or e["text"] != "SYN"))
-    if len(events) > limit * 2:  # keep the pictures readable: the first messages of the capture
-        return events[: limit * 2], len(events) - limit * 2
-    return events, 0
+    events.sort(key=lambda e: (e["time"], e.get("number", 0)))
+    convs = {c.index: c for c in a.conversations}
+    seen: set = set()
+    kept = []
+    for e in events:  # leave off conversations that would need more columns than fit
+        c = convs[e["conv"]]
+        client_key, _, server_key, _ = _participant_keys(c)
+        new = {client_key, server_key} - seen
+        if len(seen) + len(new) > MAX_DIAGRAM_PARTICIPANTS:
+            continue
+        seen |= new
+        kept.append(e)
+        if len(kept) == most:
+            break
+    total = total_tcp + len(a.messages)
+    return kept, total - len(kept)
+
+
+def _tcp_events(c: Conversation) -> list[dict]:
+    events = []
+    h = c.handshake()
+    if h and h["syn"] is not None:
+        events.append({"time": h["syn"], "conv": c.index, "from_client": True, "text": "SYN", "tcp": True})
+        if h["syn_ack"] is not None:
+            events.append({"time": h["syn_ack"], "conv": c.index, "from_client": False, "text": "SYN, ACK",
+                           "tcp": True})
+        if h["ack"] is not None:
+            events.append({"time": h["ack"], "conv": c.index, "from_client": True, "text": "ACK", "tcp": True})
+    td = c.teardown()
+    if td["kind"] == "reset":
+        events.append({"time": td["time"], "conv": c.index, "from_client": td["by"] == "client", "text": "RST",
+                       "tcp": True})
+    elif td["kind"] == "fin":
+        first = td["initiator"] == "client"
+        events.append({"time": td["first_fin"], "conv": c.index, "from_client": first, "text": "FIN", "tcp": True})
+        if "second_fin" in td:
+            events.append({"time": td["second_fin"], "conv": c.index, "from_client": not first, "text": "FIN",
+                           "tcp": True})
+        if "last_ack" in td:
+            events.append({"time": td["last_ack"], "conv": c.index, "from_client": first, "text": "ACK",
+                           "tcp": True})
+    return events
 
 
 _MERMAID_ENTITIES = {"#": "#35;", ";": "#59;", "<": "#lt;", ">": "#gt;", '"': "#quot;"}
