@@ -385,7 +385,10 @@ def _wait_sidecar_listening(with_sidecar: list[str]) -> None:
 
 
 def capture(proto: Protocol, kind: str, out_dir: Path = CAPTURES, echo_line=demo.echo) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise cli.LabError(f"cannot write captures to {out_dir}: {e.strerror}") from None
     if kind == "docker":
         return capture_docker(proto, out_dir, echo_line)
     return capture_here(proto, kind, out_dir, echo_line)

@@ -29,15 +29,26 @@ class Terminated(KeyboardInterrupt):
     """Raised in the main thread when SIGTERM arrives (docker stop, kill)."""
 
 
+def port_number(text: str) -> int:
+    """argparse type for --port: an integer from 1 to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 1-65535, not {value}")
+    return value
+
+
 def parser(description: str, *, host: str, port: int, server: bool) -> argparse.ArgumentParser:
     """An ArgumentParser with the lab's --host/--port pair already on it."""
     p = argparse.ArgumentParser(description=description)
     if server:
         p.add_argument("--host", default=host, help=f"address to bind (default: {host})")
-        p.add_argument("--port", type=int, default=port, help=f"port to listen on (default: {port})")
+        p.add_argument("--port", type=port_number, default=port, help=f"port to listen on (default: {port})")
     else:
         p.add_argument("--host", default=host, help=f"server to connect to (default: {host}, the compose service)")
-        p.add_argument("--port", type=int, default=port, help=f"server port (default: {port})")
+        p.add_argument("--port", type=port_number, default=port, help=f"server port (default: {port})")
     return p
 
 

@@ -17,6 +17,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,7 +27,8 @@ from labkit import capture, compose, netns
 from labkit.procs import REPO, Proc, python_env
 from labkit.protocols import NAMES, PROTOCOLS
 
-CAPTURE_TIMEOUT = 120
+#: A capture takes a few seconds; past this it is stopped with SIGTERM (so it cleans up) and the test fails.
+CAPTURE_TIMEOUT = 90
 TSHARK_TIMEOUT = 60
 IS_ROOT = os.geteuid() == 0
 
@@ -38,8 +40,15 @@ def run_capture(proto: str, runtime: str | None, out: Path, env: dict | None = N
     argv = [*(user or []), sys.executable, "-m", "labkit.capture", proto, "--out", str(out)]
     if runtime:
         argv += ["--runtime", runtime]
-    return subprocess.run(argv, cwd=REPO, env=env or python_env(), capture_output=True, text=True,
-                          timeout=CAPTURE_TIMEOUT)
+    popen = subprocess.Popen(argv, cwd=REPO, env=env or python_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = popen.communicate(timeout=CAPTURE_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        popen.terminate()  # labkit.capture stops its processes and removes its namespaces on SIGTERM
+        stdout, stderr = popen.communicate(timeout=30)
+        pytest.fail(f"capture of {proto} ({runtime}) still running after {CAPTURE_TIMEOUT}s:\n{stdout}\n{stderr}")
+    return subprocess.CompletedProcess(argv, popen.returncode, stdout, stderr)
 
 
 @pytest.fixture(scope="session")
@@ -311,7 +320,7 @@ def test_interrupted_namespace_capture_leaves_nothing_behind(tmp_path, sig):
 
 
 @needs_root
-def test_namespace_lab_is_removed_when_something_fails_inside(tmp_path):
+def test_namespace_lab_is_removed_when_something_fails_inside():
     lab = netns.NetnsLab(compose.compose_file("reqresp"), "reqresp")
     with pytest.raises(RuntimeError, match="boom"), lab:
         assert sorted(lab.leftovers()) == sorted([lab.bridge_netns, *(h.netns for h in lab.hosts.values())])
@@ -366,13 +375,17 @@ def test_missing_tcpdump_is_one_clear_line(tmp_path):
 
 
 @needs_root
-def test_without_root_it_falls_back_to_loopback_and_says_capturing_needs_root(tmp_path):
+def test_without_root_it_falls_back_to_loopback_and_says_capturing_needs_root():
     if not shutil.which("setpriv"):
         pytest.fail("setpriv (util-linux) is needed to run as an unprivileged user")
-    tmp_path.chmod(0o777)
     nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"]
-    result = run_capture("reqresp", None, tmp_path, user=nobody,
-                         env=python_env({"HOME": str(tmp_path), "PYTHONDONTWRITEBYTECODE": "1"}))
+    out = Path(tempfile.mkdtemp(prefix="lab-capture-nobody-"))  # pytest's tmp_path is private to root
+    try:
+        out.chmod(0o777)
+        result = run_capture("reqresp", None, out, user=nobody,
+                             env=python_env({"HOME": str(out), "PYTHONDONTWRITEBYTECODE": "1"}))
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
     assert "runtime local" in result.stdout and "need root" in result.stdout, result.stdout + result.stderr
     assert result.returncode != 0
     assert result.stderr.strip().count("\n") == 0, result.stderr

@@ -277,6 +277,7 @@ def timed_add(port: int, timeout: float) -> tuple[float, float]:
 
 def test_200_silent_clients_do_not_stall_a_well_behaved_one(spawn, port):
     start_server(port, spawn)
+    assert rest_server.WORKERS * rest_server.MAX_CONNECTIONS_PER_WORKER > 200  # below the connection limit
     silent = silent_connections(port, 200)
     try:
         result, took = timed_add(port, timeout=10)

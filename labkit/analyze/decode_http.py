@@ -211,7 +211,7 @@ def _request(conn: int, stream: Stream, raw: _Raw) -> Message:
         if soap:
             protocol = "SOAP"
             fields["soap"] = soap
-            summary = f"{method} {target} {soap_summary(soap)}"
+            summary = f"{method} {target} {soap_summary(soap)}"  # protocol SOAP: "SOAP POST / add(a=1, b=2)"
     elif target.lower().endswith("?wsdl") or target.lower().endswith("&wsdl"):
         fields["wsdl"] = True
         summary += " (asks for the WSDL)"
@@ -332,13 +332,12 @@ def soap_fields(body: bytes) -> dict | None:
 def soap_summary(soap: dict) -> str:
     if "fault" in soap:
         f = soap["fault"]
-        return f"SOAP Fault {f['code']}: {f['string']}".rstrip(": ")
+        return f"Fault {f['code']}: {f['string']}".rstrip(": ")
     if "error" in soap:
-        return f"SOAP ({soap['error']})"
+        return f"({soap['error']})"
     if "result" in soap:
-        result = soap["result"]
-        return f"SOAP {soap['operation']} -> {result if not isinstance(result, dict) else result}"
+        return f"{soap['operation']} -> {soap['result']}"
     if "arguments" in soap:
         args = ", ".join(f"{k}={v}" for k, v in soap["arguments"].items())
-        return f"SOAP {soap['operation']}({args})"
-    return "SOAP (empty Body)"
+        return f"{soap['operation']}({args})"
+    return "(empty Body)"
