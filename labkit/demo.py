@@ -31,11 +31,6 @@ def echo(label: str, line: str) -> None:
         print(f"[{label:>14}] {line}", flush=True)
 
 
-def line_buffered() -> list[str]:
-    """argv prefix that makes a C program's stdout line-buffered on a pipe (coreutils' stdbuf)."""
-    return ["stdbuf", "-oL"] if shutil.which("stdbuf") else []
-
-
 class LocalRuntime:
     """Plain processes on 127.0.0.1, the protocol's own port: no Docker, no root."""
 
@@ -48,16 +43,16 @@ class LocalRuntime:
     def argv(self, proto: Protocol, step: Step) -> list[str]:
         argv = list(step.argv)
         if argv[0] == "mosquitto":
-            # stdbuf: Mosquitto's log on a pipe is block-buffered; its ready line must come at once.
-            return [*line_buffered(), "mosquitto", "-c", str(self._broker_conf(proto.port))]
+            return ["mosquitto", "-c", str(self._broker_conf(proto.port))]
         if argv[0] == "python":
             argv[0] = sys.executable
         return [*argv, "--host", self.host, "--port", str(proto.port)]
 
     def _broker_conf(self, port: int) -> Path:
         conf = Path(self._tmp.name) / "mosquitto.conf"
+        # stderr: Mosquitto's stdout on a pipe is block-buffered, its ready line would come at exit.
         conf.write_text(f"listener {port} {self.host}\nallow_anonymous true\npersistence false\n"
-                        "log_dest stdout\nlog_type error\nlog_type warning\nlog_type notice\n"
+                        "log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n"
                         "log_type information\n")
         return conf
 

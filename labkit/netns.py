@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from labkit import cli, compose, demo
+from labkit import cli, compose
 from labkit.procs import REPO, Proc
 from labkit.protocols import Protocol, Step
 
@@ -301,6 +301,11 @@ def local_argv(argv: list[str] | tuple[str, ...], host_path: Callable[[str], Pat
     return argv
 
 
+def line_buffered() -> list[str]:
+    """argv prefix that makes a C program's stdout line-buffered on a pipe (coreutils' stdbuf)."""
+    return ["stdbuf", "-oL"] if shutil.which("stdbuf") else []
+
+
 class NetnsRuntime:
     """labkit.demo runtime: each process in its compose service's namespace, with the compose command.
 
@@ -334,7 +339,7 @@ class NetnsRuntime:
         command = svc.command if is_server and svc.command else list(step.argv)
         argv = local_argv(command, svc.host_path)
         if argv[0] != sys.executable:
-            argv = [*demo.line_buffered(), *argv]  # e.g. Mosquitto: its ready line must not wait in a buffer
+            argv = [*line_buffered(), *argv]  # a C program's log must not wait in a pipe buffer
         cwd = svc.local_cwd() or REPO / proto.folder
         if not cwd.is_dir():
             raise cli.LabError(f"{step.service}: working directory {svc.workdir} maps to no folder here")

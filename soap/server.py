@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import threading
 import time
+from concurrent import futures
 from io import BytesIO
 
 from gunicorn.app.base import BaseApplication
@@ -284,7 +286,7 @@ class QuickStopArbiter(Arbiter):
 
 
 class QuickStopWorker(gthread.ThreadWorker):
-    """Gunicorn's threaded worker, tuned for clients that connect and say nothing.
+    """Gunicorn's threaded worker, tuned for clients that connect and say nothing, and for a prompt stop.
 
     A silent new connection holds a thread for FIRST_BYTE_WAIT_SECONDS only, then waits in the poller. A stop
     does not wait for threads blocked on such clients: the stock worker exits through the interpreter, which
@@ -295,12 +297,18 @@ class QuickStopWorker(gthread.ThreadWorker):
         gthread.DEFAULT_WORKER_DATA_TIMEOUT = FIRST_BYTE_WAIT_SECONDS  # read by ThreadWorker.handle
         super().init_process()
 
+    def get_thread_pool(self):
+        # Signals must reach the main thread, which sleeps in select(): had a pool thread caught one, the
+        # stop would wait for the next poll timeout (a second) and the master would SIGKILL this worker.
+        return futures.ThreadPoolExecutor(max_workers=self.cfg.threads, initializer=signal.pthread_sigmask,
+                                          initargs=(signal.SIG_BLOCK, set(self.SIGNALS)))
+
     def handle_quit(self, sig, frame):  # noqa: ARG002 - signal handler signature
+        # Ctrl+C reaches the worker and the master, which relays a SIGQUIT: this handler can run again
+        # inside itself, so it takes no lock (the stock one deadlocked in ThreadPoolExecutor.shutdown).
         self.alive = False
-        self.tpool.shutdown(wait=False, cancel_futures=True)
-        time.sleep(0.1)  # let requests already being computed finish and be sent
+        time.sleep(0.02)  # requests already being computed take well under a millisecond: let them be sent
         sys.stdout.flush()
-        sys.stderr.flush()
         os._exit(0)
 
 
@@ -327,6 +335,7 @@ class SoapServer(BaseApplication):
             "errorlog": "-",
             "loglevel": "warning",
             "proc_name": "soap-server",
+            "control_socket_disable": True,  # else every server shares ~/.gunicorn/gunicorn.ctl
             "when_ready": self._announce,
         }
         for key, value in settings.items():

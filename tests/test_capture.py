@@ -48,6 +48,8 @@ def run_capture(proto: str, runtime: str | None, out: Path, env: dict | None = N
         popen.terminate()  # labkit.capture stops its processes and removes its namespaces on SIGTERM
         stdout, stderr = popen.communicate(timeout=30)
         pytest.fail(f"capture of {proto} ({runtime}) still running after {CAPTURE_TIMEOUT}s:\n{stdout}\n{stderr}")
+    if IS_ROOT:  # whatever happened, the run removed its namespaces and /etc/netns entries
+        assert namespaces_of(popen.pid) == [], stdout + stderr
     return subprocess.CompletedProcess(argv, popen.returncode, stdout, stderr)
 
 
@@ -450,7 +452,7 @@ with open(os.environ["FAKE_DOCKER_LOG"], "a") as log:
     log.write(json.dumps(args) + "\n")
 if args[:1] == ["info"]:
     print("27.0.0")
-elif "logs" in args and "-f" in args:
+elif "logs" in args and "-f" in args[args.index("logs"):]:
     print("Server listening on 0.0.0.0:2222", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     time.sleep(60)
@@ -488,3 +490,10 @@ def test_docker_runtime_runs_the_sidecar_and_execs_the_demo(tmp_path):
     editcap = next(c for c in calls if c[:len(sidecar) + 1] == [*sidecar, "run"])
     assert "editcap -F pcapng" in " ".join(editcap) and "--capture-comment" in editcap
     assert calls[-1] == [*sidecar, "rm", "-f", "capture"]
+
+
+def test_vscode_recommends_webshark_with_sharkd_at_usr_bin():
+    extensions = json.loads((REPO / ".vscode" / "extensions.json").read_text())
+    settings = json.loads((REPO / ".vscode" / "settings.json").read_text())
+    assert "mbehr1.vsc-webshark" in extensions["recommendations"]
+    assert settings["vsc-webshark.sharkdFullPath"] == "/usr/bin/sharkd"

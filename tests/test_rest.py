@@ -18,10 +18,17 @@ from conftest import free_port
 
 from labkit.procs import REPO, Proc, script
 
-SERVER_FILE = REPO / "rest" / "server.py"
-_spec = importlib.util.spec_from_file_location("rest_server", SERVER_FILE)
-rest_server = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(rest_server)
+
+def load_rest_module(name: str):
+    """rest/<name>.py as a module (rest/ is not a package; soap/ has a server.py too)."""
+    spec = importlib.util.spec_from_file_location(f"rest_{name}", REPO / "rest" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+rest_server = load_rest_module("server")
+rest_client = load_rest_module("client")
 
 READY = r"REST server listening on"
 
@@ -360,6 +367,40 @@ def test_client_against_a_down_server_prints_one_line_and_exits_nonzero(port):
     assert len(lines) == 1, lines
     assert "cannot reach the REST server" in lines[0] and f"127.0.0.1:{port}" in lines[0]
     assert "Traceback" not in lines[0]
+
+
+def test_client_gives_up_connecting_after_its_connect_timeout(port):
+    # A listener whose accept queue is full: the kernel drops further SYNs, as an unreachable host would.
+    with socket.socket() as full:
+        full.bind(("127.0.0.1", port))
+        full.listen(0)
+        queued = []
+        for _ in range(8):  # fill the queue until a connect is no longer answered
+            try:
+                queued.append(socket.create_connection(("127.0.0.1", port), timeout=0.5))
+            except TimeoutError:
+                break
+        else:
+            pytest.fail("the accept queue never filled")
+        try:
+            started = time.monotonic()
+            code, lines = run_client(port, "--op", "add", "-a", "1", "-b", "2")
+            took = time.monotonic() - started
+        finally:
+            for s in queued:
+                s.close()
+    assert code != 0 and len(lines) == 1, lines
+    assert f"no answer within {rest_client.CONNECT_TIMEOUT_SECONDS} s" in lines[0], lines
+    assert took >= rest_client.CONNECT_TIMEOUT_SECONDS
+
+
+def test_client_gives_up_waiting_for_an_answer_after_its_read_timeout(port):
+    with socket.socket() as mute:  # accepts (the kernel does), never answers
+        mute.bind(("127.0.0.1", port))
+        mute.listen()
+        code, lines = run_client(port, "--op", "mul", "-a", "1", "-b", "2")
+    assert code != 0
+    assert lines == [f"mul(1.0,2.0) -> error: no answer within {rest_client.READ_TIMEOUT_SECONDS} s"]
 
 
 # --- lifecycle: ready line, stop, port taken ---

@@ -13,6 +13,7 @@ import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from labkit.protocols import PROTOCOLS, REST_HOST_PORT
 
@@ -44,6 +45,7 @@ class Conversation:
     messages: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     client_name: str = ""  # MQTT client id, when the connection carried one
+    _memo: dict = field(default_factory=dict, repr=False)
 
     @property
     def index(self) -> int:
@@ -74,6 +76,18 @@ class Conversation:
         return self.conn.last_time - self.conn.first_time
 
     def handshake(self) -> dict | None:
+        """SYN, SYN-ACK and ACK: when, in which frames, how long (None if the capture started later)."""
+        if "handshake" not in self._memo:
+            self._memo["handshake"] = self._handshake()
+        return self._memo["handshake"]
+
+    def teardown(self) -> dict:
+        """How the connection ended: FINs (who first, how long), a reset, or still open."""
+        if "teardown" not in self._memo:
+            self._memo["teardown"] = self._teardown()
+        return self._memo["teardown"]
+
+    def _handshake(self) -> dict | None:
         c = self.conn
         if c.syn is None and c.synack is None:
             return None
@@ -87,7 +101,7 @@ class Conversation:
         out["complete"] = bool(c.syn and c.synack and c.handshake_ack)
         return out
 
-    def teardown(self) -> dict:
+    def _teardown(self) -> dict:
         cd, sd = self.direction(True), self.direction(False)
         resets = [(d.rst, who) for d, who in ((cd, "client"), (sd, "server")) if d.rst]
         if resets:
@@ -128,6 +142,7 @@ class Analysis:
     warnings: list
     _latency: list | None = field(default=None, repr=False)
     _totals: dict | None = field(default=None, repr=False)
+    memo: dict = field(default_factory=dict, repr=False)  # what the report builders computed once
 
     @property
     def pairs(self) -> list[Message]:
@@ -194,7 +209,8 @@ def pair_label(req: Message, resp: Message) -> str:
     if req.protocol == "SOAP":
         return f"SOAP {req.fields['soap'].get('operation')} -> response"
     if req.protocol == "HTTP":
-        return f"HTTP {req.fields['method']} {req.fields['uri'].split('?')[0]} -> response"
+        path = req.fields["uri"] if req.fields.get("wsdl") else req.fields["uri"].split("?")[0]
+        return f"HTTP {req.fields['method']} {path} -> response"
     if req.protocol == "LINE":
         text = resp.fields["text"]
         kind = "Upcall event: Processing" if text.startswith("Upcall event: Processing") else text.split(":")[0]
@@ -297,7 +313,7 @@ def build(cap: CaptureRead, progress: Callable[[int, int], None] | None = None) 
         conv.messages, conv.notes = msgs, notes
         messages += msgs
         recognised.append(conv)
-    messages.sort(key=lambda m: (m.time, m.frame, m.conn, m.offset))
+    messages.sort(key=attrgetter("time", "frame", "conn", "offset"))
     for i, m in enumerate(messages, 1):
         m.number = i
     _relays(messages, recognised)

@@ -118,7 +118,7 @@ class CaptureRead:
 
 def _ip_text(b: bytes) -> str:
     if len(b) == 4:
-        return "%d.%d.%d.%d" % (b[0], b[1], b[2], b[3])
+        return f"{b[0]}.{b[1]}.{b[2]}.{b[3]}"
     import ipaddress
 
     return str(ipaddress.IPv6Address(b))
@@ -155,10 +155,6 @@ class _Table:
         self.conns[key] = conn.ab
         self.conns[dst + src + key[2 * alen + 2:] + key[2 * alen:2 * alen + 2]] = conn.ba
         return conn.ab
-
-    def restart(self, d: Direction, key: bytes, seq: int) -> bool:
-        """A SYN with a new sequence number on a known 4-tuple: is this a new connection (port reuse)?"""
-        return d.isn is not None and d.isn != seq
 
     def general(self, ts: int, link: int, buf, off: int, caplen: int, wirelen: int, frame: int) -> None:
         """Any packet the fast path declined: other link types, IPv6, IP options, VLANs, non-TCP."""
@@ -227,7 +223,7 @@ class _Table:
         """The slow path's TCP bookkeeping (the fast path in _scan does the same inline)."""
         d = self.conns.get(key)
         flags = hlf & 0x3F
-        if d is None or (flags & 0x12 == TCP_SYN and self.restart(d, key, seq)):
+        if d is None or (flags & 0x12 == TCP_SYN and d.isn is not None and d.isn != seq):  # port reuse
             d = self.new(key, ts, frame)
         d.packets += 1
         d.wire_bytes += wirelen
@@ -304,7 +300,8 @@ def read_capture(path: str | os.PathLike, progress: Callable[[int, int], None] |
             if head in PCAP_MAGICS:
                 result = CaptureRead(p, "pcap", [])
                 if size < 24:
-                    raise CaptureError(f"{p} is truncated: its pcap file header is incomplete ({size} of 24 bytes)")
+                    raise CaptureError(f"{p} is truncated: it starts like a pcap capture but its file header is "
+                                      f"incomplete ({size} of 24 bytes)")
             elif head == PCAPNG_SHB:
                 result = CaptureRead(p, "pcapng", [])
             else:
@@ -422,6 +419,9 @@ def _pcapng_records(buf, size: int, result: CaptureRead, progress):
                     progress(off, size)
                 continue
         elif off + 12 > size:
+            if off == 0:
+                raise CaptureError(f"{result.path} is truncated: it starts like a pcapng capture but its section "
+                                   f"header is incomplete ({size} bytes)")
             result.truncated = (f"the capture ends inside a block header after {n} packets "
                                 f"({size - off} bytes left over)")
             return
@@ -449,7 +449,8 @@ def _pcapng_records(buf, size: int, result: CaptureRead, progress):
             return
         if off + blen > size:
             if off == 0:
-                raise CaptureError(f"{result.path} is truncated: its pcapng section header is incomplete")
+                raise CaptureError(f"{result.path} is truncated: it starts like a pcapng capture but its section "
+                                   f"header is incomplete ({size} bytes)")
             what = f"packet {n + 1}" if btype in (6, 3, 2) else "a block"
             result.truncated = (f"the capture ends inside {what} ({size - off} of {blen} bytes); "
                                 f"the {n} packets before it were read")

@@ -199,7 +199,7 @@ def _request(conn: int, stream: Stream, raw: _Raw) -> Message:
     method = parts[0]
     target = parts[1] if len(parts) > 1 else ""
     version = parts[2] if len(parts) > 2 else ""
-    t, frame = stream.arrival(raw.end)
+    t, frame, first_frame = stream.span(raw.start, raw.end)
     body = _body_text(raw) if raw.body else ""
     fields = {"method": method, "uri": target, "version": version, "headers": raw.headers,
               "content_type": raw.headers.get("content-type", ""), "body": preview(body),
@@ -217,16 +217,15 @@ def _request(conn: int, stream: Stream, raw: _Raw) -> Message:
         summary += " (asks for the WSDL)"
     if body and protocol == "HTTP":
         summary += " " + short(body, 60)
-    msg = Message(t, frame, conn, True, protocol, "request", summary, raw.end - raw.start, fields,
-                  first_frame=stream.first_arrival(raw.start)[1], offset=raw.start)
-    return msg
+    return Message(t, frame, conn, True, protocol, "request", summary, raw.end - raw.start, fields,
+                   first_frame=first_frame, offset=raw.start)
 
 
 def _response(conn: int, stream: Stream, raw: _Raw) -> Message:
     parts = raw.first_line.split(" ", 2)
     status = int(parts[1])
     reason = parts[2] if len(parts) > 2 else ""
-    t, frame = stream.arrival(raw.end)
+    t, frame, first_frame = stream.span(raw.start, raw.end)
     body = _body_text(raw) if raw.body else ""
     fields = {"status": status, "reason": reason, "version": parts[0], "headers": raw.headers,
               "content_type": raw.headers.get("content-type", ""), "body": preview(body),
@@ -247,7 +246,7 @@ def _response(conn: int, stream: Stream, raw: _Raw) -> Message:
     if body and protocol == "HTTP" and "wsdl" not in fields:
         summary += " " + short(body, 60)
     return Message(t, frame, conn, False, protocol, "response", summary, raw.end - raw.start, fields,
-                   first_frame=stream.first_arrival(raw.start)[1], offset=raw.start)
+                   first_frame=first_frame, offset=raw.start)
 
 
 def _describe_response(resp: Message, req: Message) -> None:

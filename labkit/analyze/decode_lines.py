@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import re
 
-from .model import Message, preview, printable, short
+from .model import BODY_PREVIEW_CHARS, Message, preview, short
 from .streams import Stream
 
 REPLY_PREFIXES = ("Echo: ", "Error: ", "Upcall event: Processing ")
 EVENT_PREFIX = "Upcall event: "
+SERVER_INITIATED = " (server-initiated)"
 KNOWN_PREFIXES = (b"Echo: ", b"Error: ", b"Upcall event: ")
 _CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # control characters no text line has
 #: Bytes at the start of each stream that are looked at to recognise the protocol.
@@ -49,40 +50,38 @@ def looks_like_lines(cs: bytes, sc: bytes, lab_port: bool) -> bool:
     return _text_lines(sc) and (b"\n" in cs or not cs)
 
 
-def _split(stream: Stream) -> list[tuple[int, int, str]]:
-    """(start, end, text) of each whole line; a last line without `\\n` is kept if the sender stopped there."""
-    data = stream.data
-    out = []
-    pos = 0
-    size = len(data)
-    while pos < size:
-        nl = data.find(b"\n", pos)
-        end = size if nl < 0 else nl + 1
-        text = printable(data[pos:end]).rstrip("\r\n")
-        out.append((pos, end, text))
-        pos = end
-    return out
-
-
 def decode(conn: int, cs: Stream, sc: Stream) -> tuple[list[Message], list[str]]:
     notes: list[str] = []
     messages: list[Message] = []
     for stream, from_client in ((cs, True), (sc, False)):
-        lines = _split(stream)
-        if lines and not stream.data.endswith(b"\n"):
+        data = stream.data
+        if not data:
+            continue
+        parts = data.split(b"\n")
+        if parts[-1]:
             notes.append(f"the {'client' if from_client else 'server'}'s last line has no newline "
                          "(still being written when the capture stopped, or cut off)")
-        for start, end, text in lines:
-            t, frame = stream.arrival(end)
-            messages.append(Message(t, frame, conn, from_client, "LINE", "line" if from_client else "reply",
-                                    preview(text), end - start, {"text": preview(text), "bytes": end - start},
-                                    first_frame=stream.first_arrival(start)[1], offset=start))
-    messages.sort(key=lambda m: (m.time, m.frame, not m.from_client, m.offset))
+        else:
+            parts.pop()
+        kind = "line" if from_client else "reply"
+        start = 0
+        span = stream.span
+        for part in parts:
+            end = min(start + len(part) + 1, len(data))
+            text = part.decode("utf-8", "backslashreplace").rstrip("\r")
+            if len(text) > BODY_PREVIEW_CHARS:
+                text = preview(text)
+            t, frame, first_frame = span(start, end)
+            messages.append(Message(t, frame, conn, from_client, "LINE", kind, text, end - start,
+                                    {"text": text, "bytes": end - start}, first_frame=first_frame, offset=start))
+            start = end
+    messages.sort(key=_order)
     pending: list[Message] = []
     for m in messages:
-        text = m.fields["text"]
+        text = m.summary
         if m.from_client:
-            m.summary = short(text, 100)
+            if len(text) > 100:
+                m.summary = short(text, 100)
             pending.append(m)
             continue
         reply = text.startswith(REPLY_PREFIXES) or (pending and not text.startswith(EVENT_PREFIX))
@@ -90,12 +89,18 @@ def decode(conn: int, cs: Stream, sc: Stream) -> tuple[list[Message], list[str]]
             subject = text.split(": ", 1)[1] if ": " in text else ""
             if subject.startswith("Processing "):
                 subject = subject[len("Processing "):]
-            req = next((p for p in pending if p.fields["text"] == subject), pending[0])
+            req = pending[0] if pending[0].fields["text"] == subject else \
+                next((p for p in pending if p.fields["text"] == subject), pending[0])
             pending.remove(req)
             m.pair(req)
-            m.summary = short(text, 100)
+            if len(text) > 100:
+                m.summary = short(text, 100)
         else:
             m.kind = "event"
             m.initiated_by_server = True
-            m.summary = f"{short(text, 90)} (server-initiated)"
+            m.summary = f"{short(text, 90)}{SERVER_INITIATED}"
     return messages, notes
+
+
+def _order(m: Message) -> tuple:
+    return m.time, m.frame, not m.from_client, m.offset

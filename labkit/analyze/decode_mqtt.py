@@ -142,7 +142,8 @@ def _packet(data: bytes, b0: int, start: int, end: int, level: int) -> tuple[str
         if flags & 0x80:
             f["username"] = r.text()
         version = {3: "3.1", 4: "3.1.1", 5: "5.0"}.get(level, str(level))
-        return name, f, f"CONNECT client_id={f['client_id'] or '(empty)'} (MQTT {version}, keepalive {f['keepalive']} s)"
+        client = f["client_id"] or "(empty)"
+        return name, f, f"CONNECT client_id={client} (MQTT {version}, keepalive {f['keepalive']} s)"
     if t == 2:
         f["session_present"] = bool(r.u8() & 1)
         code = r.u8()
@@ -212,17 +213,44 @@ def decode(conn: int, cs: Stream, sc: Stream) -> tuple[list[Message], list[str]]
             found.append((stream, from_client, off, b0, start, end))
     messages: list[Message] = []
     for stream, from_client, off, b0, start, end in found:
+        data = stream.data
+        t = b0 >> 4
         try:
-            name, fields, summary = _packet(stream.data, b0, start, end, level)
+            if t == 3 and level < 5:  # the common case, PUBLISH, without the general reader
+                name = "PUBLISH"
+                qos = (b0 >> 1) & 3
+                p = start + 2 + ((data[start] << 8) | data[start + 1])
+                topic = data[start + 2:p].decode("utf-8", "backslashreplace")
+                fields = {"type": name, "qos": qos, "retain": bool(b0 & 1), "dup": bool(b0 & 8), "topic": topic}
+                pid = ""
+                if qos:
+                    fields["packet_id"] = (data[p] << 8) | data[p + 1]
+                    pid = f" id={fields['packet_id']}"
+                    p += 2
+                payload = data[p:end].decode("utf-8", "backslashreplace")
+                fields["payload"] = preview(payload)
+                fields["payload_bytes"] = end - p
+                summary = f"PUBLISH {topic} qos={qos}{pid}{' retain' if b0 & 1 else ''}: {short(payload, 60)}"
+            elif t == 4 and end - start == 2:  # PUBACK
+                name = "PUBACK"
+                pid = (data[start] << 8) | data[start + 1]
+                fields = {"type": name, "packet_id": pid}
+                summary = f"PUBACK id={pid}"
+            else:
+                name, fields, summary = _packet(data, b0, start, end, level)
         except (IndexError, struct.error):
-            name, fields, summary = NAMES.get(b0 >> 4, "?"), {"type": NAMES.get(b0 >> 4, "?"), "malformed": True}, \
-                f"{NAMES.get(b0 >> 4, '?')} (malformed)"
-        t, frame = stream.arrival(end)
-        messages.append(Message(t, frame, conn, from_client, "MQTT", name, summary, end - off, fields,
-                                first_frame=stream.first_arrival(off)[1], offset=off))
-    messages.sort(key=lambda m: (m.time, m.frame, not m.from_client))
+            name = NAMES.get(t, "?")
+            fields, summary = {"type": name, "malformed": True}, f"{name} (malformed)"
+        when, frame, first_frame = stream.span(off, end)
+        messages.append(Message(when, frame, conn, from_client, "MQTT", name, summary, end - off, fields,
+                                first_frame=first_frame, offset=off))
+    messages.sort(key=_order)
     _pair(messages)
     return messages, notes
+
+
+def _order(m: Message) -> tuple:
+    return m.time, m.frame, not m.from_client
 
 
 def _pair(messages: list[Message]) -> None:

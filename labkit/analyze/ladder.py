@@ -98,7 +98,7 @@ def write_png(a: Analysis, path: str | Path, limit: int = MAX_DIAGRAM_MESSAGES) 
         text = _fit(text, font, max(abs(dst - src) - 10, COLUMN - 20))
         draw.text(((src + dst) / 2, y - 3), text, fill=colour, font=font, anchor="md")
     if cut:
-        draw.text((10, TOP + ROW * (len(events) + 1)), f"... {cut} more events: see the report",
+        draw.text((10, TOP + ROW * (len(events) + 1)), f"... and {cut} more messages: see the report",
                   fill=COLOURS["muted"], font=font, anchor="lm")
     path = Path(path)
     img.save(path, compress_level=1)

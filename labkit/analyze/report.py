@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from .analysis import Analysis, Conversation
+from .decode_lines import SERVER_INITIATED
 from .model import Message, short
 
 #: Messages listed in the terminal and Markdown reports before "... N more" (the JSON has all of them).
@@ -36,9 +37,11 @@ def role_of(conv: Conversation, from_client: bool) -> str:
 
 def message_line(m: Message) -> str:
     """The message's own text plus how it relates to others."""
-    text = f"{m.protocol} {m.summary}" if m.protocol != "LINE" else f"line {m.summary}"
-    if m.protocol == "LINE" and m.from_client:
-        text = f"line {m.summary!r}" if m.summary != m.summary.strip() or not m.summary else f"line {m.summary}"
+    if m.protocol == "LINE":
+        text = f'line "{m.summary}"' if not m.initiated_by_server else \
+            f'line "{m.summary.removesuffix(SERVER_INITIATED)}"{SERVER_INITIATED}'
+    else:
+        text = f"{m.protocol} {m.summary}"
     if m.reply_to is not None:
         text += f"  [answers #{m.reply_to.number} after {ms(m.latency)}]"
     if m.relay_of is not None:
@@ -72,7 +75,8 @@ def teardown_text(conv: Conversation) -> str:
         return "none: still open when the capture ended"
     if td["kind"] == "reset":
         return f"reset (RST) by the {_side(conv, td['by'])} at {td['time']:.6f} s (frame {td['frame']})"
-    text = f"{_side(conv, td['initiator'])} closed first: FIN at {td['first_fin']:.6f} s (frame {td['first_fin_frame']})"
+    text = (f"{_side(conv, td['initiator'])} closed first: FIN at {td['first_fin']:.6f} s "
+            f"(frame {td['first_fin_frame']})")
     if "second_fin" in td:
         text += f", FIN back +{ms(td['second_fin'] - td['first_fin'])}"
         if "last_ack" in td:
@@ -269,20 +273,27 @@ def participants(a: Analysis, events: list[dict]) -> tuple[dict, list[tuple[str,
 
 
 def diagram_events(a: Analysis, limit: int = MAX_DIAGRAM_MESSAGES) -> tuple[list[dict], int]:
-    """Arrows for the pictures in time order (TCP handshakes and teardowns, messages), and how many were left off.
+    """Arrows for the pictures in time order (TCP handshakes and teardowns, messages); and how many
+    messages were left off.
 
-    At most 2 x `limit` arrows: the beginning of the capture, so that a picture stays readable.
+    At most 2 x `limit` arrows between at most MAX_DIAGRAM_PARTICIPANTS participants: the beginning
+    of the capture, so that a picture stays readable.
     """
+    key = ("diagram", limit)
+    if key not in a.memo:
+        a.memo[key] = _diagram_events(a, limit)
+    return a.memo[key]
+
+
+def _diagram_events(a: Analysis, limit: int) -> tuple[list[dict], int]:
     most = limit * 2
     shown = a.messages[:most]
     horizon = shown[-1].time if len(a.messages) > most else float("inf")
     events = []
-    total_tcp = 0
     for c in a.conversations:
-        tcp = _tcp_events(c)
-        total_tcp += len(tcp)
-        if c.conn.first_time <= horizon:
-            events += [e for e in tcp if e["time"] <= horizon]
+        if c.conn.first_time > horizon:
+            break  # conversations are in order of their first packet
+        events += [e for e in _tcp_events(c) if e["time"] <= horizon]
     for m in shown:
         label = short(f"{m.protocol if m.protocol != 'LINE' else ''} {m.summary}".strip(), 60)
         if m.latency is not None:
@@ -294,8 +305,7 @@ def diagram_events(a: Analysis, limit: int = MAX_DIAGRAM_MESSAGES) -> tuple[list
     seen: set = set()
     kept = []
     for e in events:  # leave off conversations that would need more columns than fit
-        c = convs[e["conv"]]
-        client_key, _, server_key, _ = _participant_keys(c)
+        client_key, _, server_key, _ = _participant_keys(convs[e["conv"]])
         new = {client_key, server_key} - seen
         if len(seen) + len(new) > MAX_DIAGRAM_PARTICIPANTS:
             continue
@@ -303,8 +313,7 @@ def diagram_events(a: Analysis, limit: int = MAX_DIAGRAM_MESSAGES) -> tuple[list
         kept.append(e)
         if len(kept) == most:
             break
-    total = total_tcp + len(a.messages)
-    return kept, total - len(kept)
+    return kept, len(a.messages) - sum(1 for e in kept if not e["tcp"])
 
 
 def _tcp_events(c: Conversation) -> list[dict]:
@@ -354,7 +363,7 @@ def mermaid(a: Analysis, limit: int = MAX_DIAGRAM_MESSAGES) -> str:
         text = e["text"] if e["tcp"] else f"#{e['number']} {e['text']}"
         lines.append(f"    {src}{arrow}{dst}: {_mermaid_text(text)}")
     if cut:
-        lines.append(f"    Note over {order[0][0]}: ... {cut} more events (see the report)")
+        lines.append(f"    Note over {order[0][0]}: ... and {cut} more messages (see the report)")
     if not order:
         lines += ["    participant Capture", "    Note over Capture: no messages of the lab's protocols"]
     return "\n".join(lines) + "\n"
@@ -390,7 +399,8 @@ def markdown(a: Analysis, png_name: str | None = None, max_messages: int = MAX_L
     out += ["", "## The exchange", "", "```mermaid", mermaid(a).rstrip("\n"), "```", ""]
     if png_name:
         out += [f"![Ladder diagram]({png_name})", ""]
-    out += ["## Messages", "", "| # | time (s) | frame | conv | from → to | message |", "| --- | --- | --- | --- | --- | --- |"]
+    out += ["## Messages", "", "| # | time (s) | frame | conv | from → to | message |",
+            "| --- | --- | --- | --- | --- | --- |"]
     convs = {c.index: c for c in a.conversations}
     limit = len(a.messages) if max_messages <= 0 else max_messages
     for m in a.messages[:limit]:
@@ -400,7 +410,8 @@ def markdown(a: Analysis, png_name: str | None = None, max_messages: int = MAX_L
                    f"{_md_escape(message_line(m))} |")
     if len(a.messages) > limit:
         out.append(f"\n... {len(a.messages) - limit} more messages in the JSON file.")
-    out += ["", "## Latency", "", "| what | count | min | median | p99 | max |", "| --- | --- | --- | --- | --- | --- |"]
+    out += ["", "## Latency", "", "| what | count | min | median | p99 | max |",
+            "| --- | --- | --- | --- | --- | --- |"]
     for s in a.latency_stats():
         out.append(f"| {s['what']} | {s['count']} | {ms(s['min'])} | {ms(s['median'])} | {ms(s['p99'])} | "
                    f"{ms(s['max'])} |")

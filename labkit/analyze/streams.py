@@ -44,6 +44,18 @@ class Stream:
         """(time, frame) of the segment carrying the byte at offset `start`."""
         return self.arrival(start + 1)
 
+    def span(self, start: int, end: int) -> tuple[float, int, int]:
+        """For the bytes start..end: (time the last one arrived, its frame, the frame of the first one)."""
+        ends = self.ends
+        last = len(ends) - 1
+        i = bisect_left(ends, end)
+        if i > last:
+            i = last
+        j = bisect_left(ends, start + 1, 0, i + 1)
+        if j > last:
+            j = last
+        return self.times[i], self.frames[i], self.frames[j]
+
 
 def reassemble(d: Direction, t0_ns: int) -> Stream:
     """Put one direction's segments together into a Stream."""
