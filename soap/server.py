@@ -38,7 +38,7 @@ THREADS_PER_WORKER = 4
 MAX_CONNECTIONS_PER_WORKER = 256
 #: A kept-alive connection with no new request is closed after this many seconds.
 KEEPALIVE_SECONDS = 5
-#: A worker stuck longer than this on one request is restarted by the gunicorn master.
+#: A worker whose main loop stops reporting for this long is restarted by the gunicorn master.
 WORKER_TIMEOUT_SECONDS = 30
 #: A new connection that has sent nothing after this long goes back to the poller instead of holding a thread
 #: (gunicorn's own default is 5 s); silent connections are closed after KEEPALIVE_SECONDS.
@@ -304,12 +304,23 @@ class QuickStopWorker(gthread.ThreadWorker):
                                           initargs=(signal.SIG_BLOCK, set(self.SIGNALS)))
 
     def handle_quit(self, sig, frame):  # noqa: ARG002 - signal handler signature
-        # Ctrl+C reaches the worker and the master, which relays a SIGQUIT: this handler can run again
-        # inside itself, so it takes no lock (the stock one deadlocked in ThreadPoolExecutor.shutdown).
+        # Ctrl+C reaches the worker and the master, which relays a SIGQUIT: this handler can run again inside
+        # itself, so it takes no lock (the stock one shuts the thread pool down, under a lock, and could hang).
+        # Nothing to flush: stdout is line-buffered and every log line is whole.
         self.alive = False
         time.sleep(0.02)  # requests already being computed take well under a millisecond: let them be sent
-        sys.stdout.flush()
         os._exit(0)
+
+
+def _exit_now(_signum, _frame):
+    os._exit(0)
+
+
+def _stop_promptly_while_booting(_arbiter, _worker):
+    """post_fork hook: a new worker still has the master's signal handlers, which only queue a signal for
+    the master's loop; until the worker installs its own, a stop signal simply ends it."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
+        signal.signal(signum, _exit_now)
 
 
 class SoapServer(BaseApplication):
@@ -337,6 +348,7 @@ class SoapServer(BaseApplication):
             "proc_name": "soap-server",
             "control_socket_disable": True,  # else every server shares ~/.gunicorn/gunicorn.ctl
             "when_ready": self._announce,
+            "post_fork": _stop_promptly_while_booting,
         }
         for key, value in settings.items():
             self.cfg.set(key, value)

@@ -468,7 +468,7 @@ def test_mqtt_packets_topics_qos_and_payloads_match_tshark(broker, spawn, tmp_pa
                           ("PUBREC", "PUBLISH"), ("PUBCOMP", "PUBREL")):
         for m in messages(report, "MQTT", kind=kind):
             assert by_number[m["reply_to"]]["kind"] == answers
-    delivered = [m for m in ours if m["kind"] == "PUBLISH" and m["direction"] == "server_to_client"]
+    delivered = [m for m in ours if m["kind"] == "PUBLISH" and not m["from_client"]]
     assert all(by_number[m["forwarded_from"]]["fields"]["topic"] == m["fields"]["topic"] for m in delivered)
     assert_conversations_match_tshark(report, pcap)
     roles = {r for h in report["hosts"] for r in h["roles"]}
@@ -519,7 +519,7 @@ def test_echo_lines_match_tshark_stream_and_pair_with_their_requests(spawn, tmp_
     report, text = analyzed(pcap, tmp_path)
     ours = messages(report, "LINE")
     theirs = tshark_lines(pcap, port)
-    assert [(m["frame"], m["direction"] == "client_to_server", m["fields"]["text"]) for m in ours] == theirs
+    assert [(m["frame"], m["from_client"], m["fields"]["text"]) for m in ours] == theirs
     assert [t for _, _, t in theirs] == ["one", "Echo: one", "two", "Echo: two", "three", "Echo: three", "bye",
                                          "Echo: bye"]
     by_number = {m["number"]: m for m in ours}
@@ -539,7 +539,7 @@ def test_upcalls_the_server_sends_on_its_own_are_marked_server_initiated(spawn, 
 
     report, text = analyzed(pcap, tmp_path)
     ours = messages(report, "LINE")
-    assert [(m["frame"], m["direction"] == "client_to_server", m["fields"]["text"]) for m in ours] == \
+    assert [(m["frame"], m["from_client"], m["fields"]["text"]) for m in ours] == \
         tshark_lines(pcap, port)
     events = [m["fields"]["text"] for m in ours if m["server_initiated"]]
     assert events == ["Upcall event: Done wanda", "Upcall event: Done riri"]

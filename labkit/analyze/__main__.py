@@ -7,9 +7,9 @@ sequence diagram), <name>.png (ladder diagram) and <name>.json (everything, for 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
-import threading
 from pathlib import Path
 
 from labkit.cli import LabError, run
@@ -69,6 +69,9 @@ class Progress:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # A short-lived command that builds millions of small objects and no reference cycles worth
+    # collecting: the cyclic garbage collector would only walk them again and again.
+    gc.disable()
     path = Path(args.capture)
     show = args.progress if args.progress is not None else sys.stderr.isatty()
     try:
@@ -84,53 +87,58 @@ def main(argv: list[str] | None = None) -> int:
         bar.close()
     for w in analysis.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    written: list[str] = []
-    if not args.no_files:
-        written = write_files(analysis, args.out_dir or path.parent, path, png=not args.no_png)
     if args.json:
         sys.stdout.flush()
         sys.stdout.buffer.write(report.to_json(analysis))
     else:
-        sys.stdout.write(report.text(analysis, max_messages=0 if args.all else report.MAX_LISTED_MESSAGES,
-                                     files=written))
+        sys.stdout.write(report.text(analysis, max_messages=0 if args.all else report.MAX_LISTED_MESSAGES))
+    if not args.no_files:
+        written = ReportFiles(analysis, args.out_dir or path.parent, path, png=not args.no_png).write()
+        if written and not args.json:
+            sys.stdout.write(f"\nWritten: {', '.join(written)}\n")
     return 0
 
 
-def write_files(analysis, out_dir: Path, capture: Path, png: bool = True) -> list[str]:
-    """Write <name>.json, <name>.png and <name>.md; a directory we cannot write to is a warning, not a crash.
+class ReportFiles:
+    """Writes <name>.json, <name>.md and <name>.png beside the capture (or into `out_dir`).
 
-    The PNG is compressed on a second thread (Pillow lets go of the GIL while it does) as the JSON is built.
+    A folder we cannot write to is a warning, not a crash.
     """
-    stem = capture.name.rsplit(".", 1)[0] if "." in capture.name else capture.name
-    paths = {kind: out_dir / f"{stem}.{kind}" for kind in ("json", "png", "md")}
-    errors: list[OSError] = []
-    drawer = None
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if png:
-            from .ladder import write_png
 
-            def draw() -> None:
-                try:
-                    write_png(analysis, paths["png"])
-                except OSError as e:
-                    errors.append(e)
+    def __init__(self, analysis, out_dir: Path, capture: Path, png: bool = True):
+        self.analysis = analysis
+        self.out_dir = out_dir
+        stem = capture.name.rsplit(".", 1)[0] if "." in capture.name else capture.name
+        self.paths = {kind: out_dir / f"{stem}.{kind}" for kind in ("json", "md", "png") if png or kind != "png"}
 
-            drawer = threading.Thread(target=draw, name="ladder-png")
-            drawer.start()
-        paths["json"].write_bytes(report.to_json(analysis))
-        paths["md"].write_text(report.markdown(analysis, paths["png"].name if png else None), encoding="utf-8")
-    except OSError as e:
-        errors.append(e)
-    finally:
-        if drawer is not None:
-            drawer.join()
-    if errors:
-        e = errors[0]
-        print(f"warning: cannot write the report files into {out_dir}: {e.strerror or e}", file=sys.stderr)
-    return [str(p) for kind, p in paths.items() if p.exists() and (png or kind != "png") and not errors]
+    def write(self) -> list[str]:
+        """Write the three files; returns those written."""
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            self.paths["json"].write_bytes(report.to_json(self.analysis))
+            png = self.paths.get("png")
+            if png is not None:
+                from .ladder import write_png
+
+                write_png(self.analysis, png)
+            self.paths["md"].write_text(report.markdown(self.analysis, png.name if png else None), encoding="utf-8")
+        except OSError as e:
+            print(f"warning: cannot write the report files into {self.out_dir}: {e.strerror or e}", file=sys.stderr)
+            return []
+        return [str(p) for p in self.paths.values()]
+
+
+def run_and_leave() -> None:
+    """Run like every lab script (labkit.cli.run), but skip freeing a big analysis object by object at exit."""
+
+    def main_then_leave() -> int:
+        code = main()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)  # everything is written and flushed: tearing down the heap would only cost time
+
+    run(main_then_leave)
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    run(main)
+    run_and_leave()

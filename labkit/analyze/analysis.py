@@ -146,7 +146,7 @@ class Analysis:
 
     @property
     def pairs(self) -> list[Message]:
-        return [m for m in self.messages if m.reply_to is not None]
+        return [m for m in self.messages if m.request is not None]
 
     def latency_stats(self) -> list[dict]:
         if self._latency is None:
@@ -156,10 +156,10 @@ class Analysis:
     def _latency_stats(self) -> list[dict]:
         groups: dict[str, list[float]] = {}
         for m in self.messages:
-            if m.reply_to is not None and m.latency is not None:
-                groups.setdefault(pair_label(m.reply_to, m), []).append(m.latency)
-            if m.relay_of is not None:
-                groups.setdefault("MQTT PUBLISH -> broker -> subscriber", []).append(m.time - m.relay_of.time)
+            if m.request is not None and m.latency is not None:
+                groups.setdefault(pair_label(m.request, m), []).append(m.latency)
+            if m.source is not None:
+                groups.setdefault("MQTT PUBLISH -> broker -> subscriber", []).append(m.time - m.source.time)
         return [dict(what=k, **stats(v)) for k, v in groups.items()]
 
     def totals(self) -> dict:
@@ -313,9 +313,12 @@ def build(cap: CaptureRead, progress: Callable[[int, int], None] | None = None) 
         conv.messages, conv.notes = msgs, notes
         messages += msgs
         recognised.append(conv)
-    messages.sort(key=attrgetter("time", "frame", "conn", "offset"))
+    messages.sort(key=attrgetter("time", "frame", "conversation", "offset"))
     for i, m in enumerate(messages, 1):
         m.number = i
+    for m in messages:
+        if m.request is not None:
+            m.reply_to = m.request.number
     _relays(messages, recognised)
     return Analysis(cap, recognised, unrecognised, messages, _hosts(recognised), warnings)
 
@@ -328,14 +331,14 @@ def _relays(messages: list[Message], convs: list[Conversation]) -> None:
     last: dict = {}
     for m in messages:  # in capture order
         if m.kind == "PUBLISH" and m.protocol == "MQTT":
-            key = (broker[m.conn], m.fields["topic"], m.fields["payload"])
+            key = (broker[m.conversation], m.fields["topic"], m.fields["payload"])
             if m.from_client:
                 last[key] = m
             else:
                 src = last.get(key)
                 if src is not None:
-                    m.relay_of = src
-                    m.fields["forwarded_from"] = src.number
+                    m.forwarded(src)
+                    m.forwarded_from = src.number
 
 
 def _hosts(convs: list[Conversation]) -> list[Host]:

@@ -97,7 +97,7 @@ def decode(conn: int, cs: Stream, sc: Stream) -> tuple[list[Message], list[str]]
                 m.summary = short(text, 100)
         else:
             m.kind = "event"
-            m.initiated_by_server = True
+            m.server_initiated = True
             m.summary = f"{short(text, 90)}{SERVER_INITIATED}"
     return messages, notes
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 #: Longest text kept of a body or payload in the report (the JSON keeps this much too).
 BODY_PREVIEW_CHARS = 2000
@@ -10,28 +10,47 @@ BODY_PREVIEW_CHARS = 2000
 
 @dataclass(slots=True, eq=False)
 class Message:
-    """One application-level message: an HTTP request, an MQTT packet, a text line."""
+    """One application-level message: an HTTP request, an MQTT packet, a text line.
+
+    Its public fields are what the JSON report holds for it (orjson writes the dataclass as it
+    is and leaves out the fields starting with "_": the links to other messages).
+    """
 
     time: float  # when its last byte had arrived, seconds since the capture's first packet
     frame: int  # the frame that completed it (Wireshark's frame number)
-    conn: int  # index of its TCP connection
+    conversation: int  # index of its TCP connection
     from_client: bool
     protocol: str  # "HTTP", "SOAP", "MQTT", "LINE"
-    kind: str  # e.g. "request", "response", "PUBLISH", "line", "event"
+    kind: str  # e.g. "request", "response", "PUBLISH", "line", "reply", "event"
     summary: str  # one line for people
     size: int  # bytes of the stream it occupies (headers and body)
-    fields: dict = field(default_factory=dict)  # details for JSON and tests
+    fields: dict  # what it carries, decoded (method, uri, status, topic, payload, text, ...)
     first_frame: int = 0  # the frame carrying its first byte
     offset: int = 0  # where it starts in its direction's stream
     number: int = 0  # its position in the whole capture's message list (1-based)
-    reply_to: Message | None = None  # the request it answers
-    latency: float | None = None  # seconds from reply_to to this message
-    relay_of: Message | None = None  # MQTT: the PUBLISH the broker forwarded here
-    initiated_by_server: bool = False  # a line the server sent on its own (an upcall)
+    reply_to: int | None = None  # number of the request it answers
+    latency: float | None = None  # seconds from that request to this message
+    forwarded_from: int | None = None  # MQTT: number of the PUBLISH the broker forwarded here
+    server_initiated: bool = False  # a line the server sent on its own (an upcall)
+    _request: Message | None = None
+    _source: Message | None = None
+
+    @property
+    def request(self) -> Message | None:
+        """The request this message answers."""
+        return self._request
+
+    @property
+    def source(self) -> Message | None:
+        """MQTT: the PUBLISH a broker received that it forwarded as this one."""
+        return self._source
 
     def pair(self, request: Message) -> None:
-        self.reply_to = request
+        self._request = request
         self.latency = max(0.0, self.time - request.time)
+
+    def forwarded(self, source: Message) -> None:
+        self._source = source
 
 
 def preview(text: str, limit: int = BODY_PREVIEW_CHARS) -> str:

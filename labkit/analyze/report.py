@@ -38,14 +38,14 @@ def role_of(conv: Conversation, from_client: bool) -> str:
 def message_line(m: Message) -> str:
     """The message's own text plus how it relates to others."""
     if m.protocol == "LINE":
-        text = f'line "{m.summary}"' if not m.initiated_by_server else \
+        text = f'line "{m.summary}"' if not m.server_initiated else \
             f'line "{m.summary.removesuffix(SERVER_INITIATED)}"{SERVER_INITIATED}'
     else:
         text = f"{m.protocol} {m.summary}"
-    if m.reply_to is not None:
-        text += f"  [answers #{m.reply_to.number} after {ms(m.latency)}]"
-    if m.relay_of is not None:
-        text += f"  [forwarded from #{m.relay_of.number}, {ms(m.time - m.relay_of.time)} later]"
+    if m.request is not None:
+        text += f"  [answers #{m.request.number} after {ms(m.latency)}]"
+    if m.source is not None:
+        text += f"  [forwarded from #{m.source.number}, {ms(m.time - m.source.time)} later]"
     return text
 
 
@@ -113,7 +113,7 @@ def _left_out(t: dict) -> str:
     return "; ".join(parts) if parts else "nothing"
 
 
-def text(a: Analysis, max_messages: int = MAX_LISTED_MESSAGES, files: list[str] | None = None) -> str:
+def text(a: Analysis, max_messages: int = MAX_LISTED_MESSAGES) -> str:
     """The terminal report."""
     out: list[str] = [f"Capture {a.capture.path}", *("  " + s for s in _capture_line(a))]
     for w in a.warnings:
@@ -151,10 +151,10 @@ def text(a: Analysis, max_messages: int = MAX_LISTED_MESSAGES, files: list[str] 
     convs = {c.index: c for c in a.conversations}
     limit = len(a.messages) if max_messages <= 0 else max_messages
     for m in a.messages[:limit]:
-        conv = convs[m.conn]
+        conv = convs[m.conversation]
         src, dst = (conv.client, conv.server) if m.from_client else (conv.server, conv.client)
         route = f"{endpoint(src)} -> {endpoint(dst)}"
-        out.append(f"  {m.number:>5} {m.time:>11.6f} {m.frame:>6} {m.conn:>5}  {route:<45} {message_line(m)}")
+        out.append(f"  {m.number:>5} {m.time:>11.6f} {m.frame:>6} {m.conversation:>5}  {route:<45} {message_line(m)}")
     if len(a.messages) > limit:
         out.append(f"  ... {len(a.messages) - limit} more messages: see the JSON file, or use --all")
     if not a.messages:
@@ -182,9 +182,6 @@ def text(a: Analysis, max_messages: int = MAX_LISTED_MESSAGES, files: list[str] 
                    f"{_fmt(p['packets'])} packets, {_fmt(p['wire_bytes'])} wire bytes, "
                    f"{_fmt(p['payload_bytes'])} payload bytes")
     out.append(f"  left out:     {_left_out(t)}")
-    if files:
-        out.append("")
-        out.append("Written: " + ", ".join(files))
     return "\n".join(out) + "\n"
 
 
@@ -215,22 +212,13 @@ def to_dict(a: Analysis) -> dict:
         "warnings": a.warnings,
         "hosts": [{"ip": h.ip, "role": h.kind, "roles": h.roles, "conversations": h.conversations} for h in a.hosts],
         "conversations": convs,
-        "messages": [_message_dict(m) for m in a.messages],
+        "messages": a.messages,  # dataclasses: orjson writes their public fields
         "latency": a.latency_stats(),
         "totals": a.totals(),
         "left_out_conversations": [
             {"index": c.index, "client": endpoint(c.client), "server": endpoint(c.server),
              "packets": sum(c.packets), "wire_bytes": sum(c.wire_bytes)} for c in a.unrecognised],
     }
-
-
-def _message_dict(m: Message) -> dict:
-    return {"number": m.number, "time": m.time, "frame": m.frame, "first_frame": m.first_frame,
-            "conversation": m.conn, "direction": "client_to_server" if m.from_client else "server_to_client",
-            "protocol": m.protocol, "kind": m.kind, "summary": m.summary, "bytes": m.size,
-            "reply_to": m.reply_to.number if m.reply_to is not None else None, "latency": m.latency,
-            "forwarded_from": m.relay_of.number if m.relay_of is not None else None,
-            "server_initiated": m.initiated_by_server, "fields": m.fields}
 
 
 def to_json(a: Analysis) -> bytes:
@@ -298,8 +286,8 @@ def _diagram_events(a: Analysis, limit: int) -> tuple[list[dict], int]:
         label = short(f"{m.protocol if m.protocol != 'LINE' else ''} {m.summary}".strip(), 60)
         if m.latency is not None:
             label += f" ({ms(m.latency)})"
-        events.append({"time": m.time, "conv": m.conn, "from_client": m.from_client, "text": label, "tcp": False,
-                       "number": m.number, "server_initiated": m.initiated_by_server})
+        events.append({"time": m.time, "conv": m.conversation, "from_client": m.from_client, "text": label,
+                       "tcp": False, "number": m.number, "server_initiated": m.server_initiated})
     events.sort(key=lambda e: (e["time"], e.get("number", 0)))
     convs = {c.index: c for c in a.conversations}
     seen: set = set()
@@ -404,9 +392,9 @@ def markdown(a: Analysis, png_name: str | None = None, max_messages: int = MAX_L
     convs = {c.index: c for c in a.conversations}
     limit = len(a.messages) if max_messages <= 0 else max_messages
     for m in a.messages[:limit]:
-        conv = convs[m.conn]
+        conv = convs[m.conversation]
         src, dst = (conv.client, conv.server) if m.from_client else (conv.server, conv.client)
-        out.append(f"| {m.number} | {m.time:.6f} | {m.frame} | {m.conn} | {endpoint(src)} → {endpoint(dst)} | "
+        out.append(f"| {m.number} | {m.time:.6f} | {m.frame} | {m.conversation} | {endpoint(src)} → {endpoint(dst)} | "
                    f"{_md_escape(message_line(m))} |")
     if len(a.messages) > limit:
         out.append(f"\n... {len(a.messages) - limit} more messages in the JSON file.")
