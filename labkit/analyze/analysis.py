@@ -45,6 +45,7 @@ class Conversation:
     messages: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     client_name: str = ""  # MQTT client id, when the connection carried one
+    client_sides: tuple = ()  # MQTT: ("publisher",), ("subscriber",) or both
     _memo: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -156,8 +157,8 @@ class Analysis:
     def _latency_stats(self) -> list[dict]:
         groups: dict[str, list[float]] = {}
         for m in self.messages:
-            if m.request is not None and m.latency is not None:
-                groups.setdefault(pair_label(m.request, m), []).append(m.latency)
+            if m.latency is not None:
+                groups.setdefault(m.pair_label, []).append(m.latency)
             if m.source is not None:
                 groups.setdefault("MQTT PUBLISH -> broker -> subscriber", []).append(m.time - m.source.time)
         return [dict(what=k, **stats(v)) for k, v in groups.items()]
@@ -169,29 +170,32 @@ class Analysis:
 
     def _count(self) -> dict:
         cap = self.capture
-        conv_wire = sum(sum(c.wire_bytes) for c in self.conversations)
-        conv_packets = sum(sum(c.packets) for c in self.conversations)
-        payload = sum(sum(c.payload_bytes) for c in self.conversations)
         per_protocol: dict = {}
         for c in self.conversations:
-            p = per_protocol.setdefault(c.label, {"conversations": 0, "packets": 0, "wire_bytes": 0,
-                                                  "payload_bytes": 0, "messages": 0})
+            p = per_protocol.get(c.label)
+            if p is None:
+                p = per_protocol[c.label] = {"conversations": 0, "packets": 0, "wire_bytes": 0, "payload_bytes": 0,
+                                             "messages": 0}
+            ab, ba = c.conn.ab, c.conn.ba
             p["conversations"] += 1
-            p["packets"] += sum(c.packets)
-            p["wire_bytes"] += sum(c.wire_bytes)
-            p["payload_bytes"] += sum(c.payload_bytes)
+            p["packets"] += ab.packets + ba.packets
+            p["wire_bytes"] += ab.wire_bytes + ba.wire_bytes
+            p["payload_bytes"] += len(c.cs.data) + len(c.sc.data)
             p["messages"] += len(c.messages)
+        conv_wire = sum(p["wire_bytes"] for p in per_protocol.values())
+        payload = sum(p["payload_bytes"] for p in per_protocol.values())
         return {
             "packets": cap.packets, "wire_bytes": cap.wire_bytes,
-            "recognised_packets": conv_packets, "recognised_wire_bytes": conv_wire,
+            "recognised_packets": sum(p["packets"] for p in per_protocol.values()),
+            "recognised_wire_bytes": conv_wire,
             "application_payload_bytes": payload,
             "payload_share": payload / conv_wire if conv_wire else 0.0,
             "messages": len(self.messages),
             "by_protocol": per_protocol,
             "left_out": {
                 "tcp_conversations": len(self.unrecognised),
-                "tcp_packets": sum(sum(c.packets) for c in self.unrecognised),
-                "tcp_wire_bytes": sum(sum(c.wire_bytes) for c in self.unrecognised),
+                "tcp_packets": sum(c.conn.packets for c in self.unrecognised),
+                "tcp_wire_bytes": sum(c.conn.ab.wire_bytes + c.conn.ba.wire_bytes for c in self.unrecognised),
                 "other_packets": dict(cap.other.most_common()),
                 "other_wire_bytes": cap.other_bytes,
             },
@@ -203,21 +207,6 @@ def stats(values: list[float]) -> dict:
     n = len(v)
     median = v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
     return {"count": n, "min": v[0], "median": median, "p99": v[min(n - 1, math.ceil(0.99 * n) - 1)], "max": v[-1]}
-
-
-def pair_label(req: Message, resp: Message) -> str:
-    if req.protocol == "SOAP":
-        return f"SOAP {req.fields['soap'].get('operation')} -> response"
-    if req.protocol == "HTTP":
-        path = req.fields["uri"] if req.fields.get("wsdl") else req.fields["uri"].split("?")[0]
-        return f"HTTP {req.fields['method']} {path} -> response"
-    if req.protocol == "LINE":
-        text = resp.fields["text"]
-        kind = "Upcall event: Processing" if text.startswith("Upcall event: Processing") else text.split(":")[0]
-        return f"line -> {kind}"
-    if req.kind == "PUBLISH":
-        return f"MQTT PUBLISH qos {req.fields['qos']} -> {resp.kind}"
-    return f"MQTT {req.kind} -> {resp.kind}"
 
 
 def detect(cs: bytes, sc: bytes, server_port: int) -> tuple[str | None, str]:
@@ -303,6 +292,9 @@ def build(cap: CaptureRead, progress: Callable[[int, int], None] | None = None) 
                 conv.protocol = "SOAP"
         elif protocol == "MQTT":
             msgs, notes = decode_mqtt.decode(conn.index, cs, sc)
+            kinds = {m.kind for m in msgs if m.from_client}
+            conv.client_sides = tuple(side for side, kind in (("publisher", "PUBLISH"), ("subscriber", "SUBSCRIBE"))
+                                      if kind in kinds)
             conv.client_name = next((m.fields["client_id"] for m in msgs if m.kind == "CONNECT"), "")
         else:
             msgs, notes = decode_lines.decode(conn.index, cs, sc)
@@ -313,7 +305,7 @@ def build(cap: CaptureRead, progress: Callable[[int, int], None] | None = None) 
         conv.messages, conv.notes = msgs, notes
         messages += msgs
         recognised.append(conv)
-    messages.sort(key=attrgetter("time", "frame", "conversation", "offset"))
+    messages.sort(key=attrgetter("time", "frame", "conversation", "_offset"))
     for i, m in enumerate(messages, 1):
         m.number = i
     for m in messages:
@@ -350,14 +342,7 @@ def _hosts(convs: list[Conversation]) -> list[Host]:
         server_role = SERVER_ROLE[c.protocol]
         roles.setdefault(c.server[0], {})[f"{proto} {server_role} on port {c.server[1]}"] = None
         kinds.setdefault(c.server[0], set()).add(server_role)
-        what = "client"
-        if c.protocol == "MQTT":
-            sides = []
-            if any(m.kind == "PUBLISH" and m.from_client for m in c.messages):
-                sides.append("publisher")
-            if any(m.kind == "SUBSCRIBE" for m in c.messages):
-                sides.append("subscriber")
-            what = f"client ({', '.join(sides)})" if sides else "client"
+        what = f"client ({', '.join(c.client_sides)})" if c.client_sides else "client"
         roles.setdefault(c.client[0], {})[f"{proto} {what}"] = None
         kinds.setdefault(c.client[0], set()).add("client")
         count[c.client[0]] += 1

@@ -314,22 +314,75 @@ def read_capture(path: str | os.PathLike, progress: Callable[[int, int], None] |
 
 
 def _scan(buf, size: int, result: CaptureRead, table: _Table, progress) -> None:
-    """Walk every packet once. TCP over plain IPv4 takes the inlined fast path, the rest `general`."""
-    records = (_pcap_records if result.file_format == "pcap" else _pcapng_records)(buf, size, result, progress)
+    """Walk every packet once. TCP over plain IPv4 takes the inlined fast path, the rest `general`.
+
+    pcap records and pcapng Enhanced Packet Blocks are parsed inline too; the other pcapng
+    blocks (section and interface descriptions, simple packets) go through _PcapngBlocks.
+    """
     get = table.conns.get
     new = table.new
     general = table.general
+    pcapng = result.file_format == "pcapng"
+    if pcapng:
+        blocks = _PcapngBlocks(buf, size, result)
+        head = blocks.head
+        off = 0
+    else:
+        endian, ts_mult = PCAP_MAGICS[bytes(buf[:4])]
+        linktype = struct.unpack_from(endian + "I", buf, 20)[0] & 0x0FFFFFFF
+        result.link_types.append(LINK_NAMES.get(linktype, f"link type {linktype}"))
+        link, l2, fast = _link(linktype)
+        record = struct.Struct(endian + "IIII").unpack_from
+        off = 24
     n = 0
-    wire = 0
     t0 = last = None
-    for ts, (link, l2, fast), off, caplen, wirelen in records:
+    current = -1  # pcapng: the interface whose link type and time unit are loaded
+    while off < size:
+        if pcapng:
+            btype = blen = caplen = 0
+            if off + 28 <= size:
+                btype, blen, iface, ts_hi, ts_lo, caplen, wirelen = head(buf, off)
+            if btype == 6 and 32 <= blen <= size - off and caplen <= blen - 32:  # a whole Enhanced Packet Block
+                if iface != current:
+                    (link, l2, fast), num, den = blocks.interface(iface)
+                    current = iface
+                ts = ((ts_hi << 32) | ts_lo) * num // den
+                p = off + 28
+                off += blen
+            else:
+                step = blocks.block(off)
+                if step is None:
+                    break
+                off, packet = step
+                head, current = blocks.head, -1
+                if packet is None:
+                    continue
+                ts, (link, l2, fast), p, caplen, wirelen = packet
+        else:
+            if off + 16 > size:
+                result.truncated = (f"the capture ends inside the header of packet {n + 1} "
+                                    f"({size - off} of 16 bytes); the {n} packets before it were read")
+                break
+            sec, frac, caplen, wirelen = record(buf, off)
+            p = off + 16
+            if caplen > MAX_RECORD_BYTES:
+                result.truncated = f"packet {n + 1} claims {caplen} bytes: the file is damaged after {n} packets"
+                break
+            if p + caplen > size:
+                result.truncated = (f"the capture ends inside packet {n + 1} ({size - p} of {caplen} bytes); "
+                                    f"the {n} packets before it were read")
+                break
+            off = p + caplen
+            ts = sec * 1_000_000_000 + frac * ts_mult
         n += 1
-        wire += wirelen
         last = ts
         if t0 is None:
             t0 = ts
+        if progress is not None and not n % PROGRESS_EVERY:
+            progress(off, size)
+        # --- the fast path: TCP in IPv4 without options (kept in step with _Table.general and _Table.tcp)
         if fast is not None and caplen >= l2 + 34:
-            etype, verihl, total, ff, proto, key, seq, _ack, hlf = fast(buf, off)
+            etype, verihl, total, ff, proto, key, seq, _ack, hlf = fast(buf, p)
             if etype == 0x0800 and verihl == 0x45 and proto == 6 and not ff & 0x3FFF and total:
                 d = get(key)
                 if d is None or (hlf & 0x12 == TCP_SYN and d.isn is not None and d.isn != seq):
@@ -337,10 +390,10 @@ def _scan(buf, size: int, result: CaptureRead, table: _Table, progress) -> None:
                 d.packets += 1
                 d.wire_bytes += wirelen
                 d.last_ns = ts
-                data = off + l2 + 20 + ((hlf >> 12) << 2)
-                ip_end = off + l2 + total
+                data = p + l2 + 20 + ((hlf >> 12) << 2)
+                ip_end = p + l2 + total
                 if ip_end > data:
-                    end = off + caplen
+                    end = p + caplen
                     if ip_end > end:
                         result.snapped += 1
                         d.truncated_segments += 1
@@ -350,9 +403,9 @@ def _scan(buf, size: int, result: CaptureRead, table: _Table, progress) -> None:
                 if hlf & 7 or d.conn.watch:
                     control(d, hlf & 0x3F, seq, ts, n, ip_end - data)
                 continue
-        general(ts, link, buf, off, caplen, wirelen, n)
+        general(ts, link, buf, p, caplen, wirelen, n)
     result.packets = n
-    result.wire_bytes = wire
+    result.wire_bytes = result.other_bytes + sum(c.ab.wire_bytes + c.ba.wire_bytes for c in result.connections)
     table.t0_ns = t0
     table.last_ns = last
 
@@ -363,124 +416,83 @@ def _link(link: int) -> tuple:
     return (link, fast[0], fast[1].unpack_from) if fast else (link, 0, None)
 
 
-def _pcap_records(buf, size: int, result: CaptureRead, progress):
-    """(time ns, link, offset, captured length, wire length) for each record of a pcap file."""
-    endian, ts_mult = PCAP_MAGICS[bytes(buf[:4])]
-    linktype = struct.unpack_from(endian + "I", buf, 20)[0] & 0x0FFFFFFF
-    result.link_types.append(LINK_NAMES.get(linktype, f"link type {linktype}"))
-    link = _link(linktype)
-    unpack = struct.Struct(endian + "IIII").unpack_from
-    off = 24
-    n = 0
-    while off < size:
-        if off + 16 > size:
-            result.truncated = (f"the capture ends inside the header of packet {n + 1} "
-                                f"({size - off} of 16 bytes); the {n} packets before it were read")
-            return
-        sec, frac, caplen, wirelen = unpack(buf, off)
-        if caplen > MAX_RECORD_BYTES:
-            result.truncated = f"packet {n + 1} claims {caplen} bytes: the file is damaged after {n} packets"
-            return
-        off += 16
-        if off + caplen > size:
-            result.truncated = (f"the capture ends inside packet {n + 1} ({size - off} of {caplen} bytes); "
-                                f"the {n} packets before it were read")
-            return
-        yield sec * 1_000_000_000 + frac * ts_mult, link, off, caplen, wirelen
-        off += caplen
-        n += 1
-        if progress is not None and not n % PROGRESS_EVERY:
-            progress(off, size)
+class _PcapngBlocks:
+    """The pcapng blocks other than a plain Enhanced Packet Block: sections, interfaces, other packets."""
 
+    def __init__(self, buf, size: int, result: CaptureRead):
+        self.buf, self.size, self.result = buf, size, result
+        self.interfaces: list = []  # (link tuple, ns per unit numerator, denominator)
+        self.endian = "<"
+        self.head = struct.Struct("<IIIIIII").unpack_from  # block type, length, then an EPB's first fields
+        self.packets = 0  # packets seen in the blocks handled here
+        self.last_ts = 0
 
-def _pcapng_records(buf, size: int, result: CaptureRead, progress):
-    """The same for pcapng: packets from Enhanced, Simple and (obsolete) Packet Blocks."""
-    interfaces: list = []  # (link tuple, ns per unit numerator, denominator)
-    u32 = struct.Struct("<I")
-    epb = struct.Struct("<IIIII")
-    endian = "<"
-    off = 0
-    n = 0
-    last_ts = 0
-    head = struct.Struct("<IIIIIII")  # block type, length, then an EPB's interface, time high/low, lengths
-    while off < size:
-        if off + 28 <= size:
-            btype, blen, iface, ts_hi, ts_lo, caplen, wirelen = head.unpack_from(buf, off)
-            if btype == 6 and 32 <= blen <= size - off and caplen <= blen - 32:  # the common case: a whole EPB
-                try:
-                    link, num, den = interfaces[iface]
-                except IndexError:
-                    link, num, den = _link(-1), 1000, 1
-                last_ts = ((ts_hi << 32) | ts_lo) * num // den
-                n += 1
-                yield last_ts, link, off + 28, caplen, wirelen
-                off += blen
-                if progress is not None and not n % PROGRESS_EVERY:
-                    progress(off, size)
-                continue
-        elif off + 12 > size:
+    def interface(self, index: int) -> tuple:
+        try:
+            return self.interfaces[index]
+        except IndexError:  # a packet of an interface never described: count it, decode nothing
+            return _link(-1), 1000, 1
+
+    def block(self, off: int):
+        """(offset of the next block, packet or None) for the block at `off`; None when reading must stop."""
+        buf, size, result = self.buf, self.size, self.result
+        if off + 12 > size:
             if off == 0:
                 raise CaptureError(f"{result.path} is truncated: it starts like a pcapng capture but its section "
                                    f"header is incomplete ({size} bytes)")
-            result.truncated = (f"the capture ends inside a block header after {n} packets "
-                                f"({size - off} bytes left over)")
-            return
+            result.truncated = f"the capture ends inside a block header ({size - off} bytes left over)"
+            return None
         if buf[off:off + 4] == PCAPNG_SHB:
             bom = buf[off + 8:off + 12]
             if bom == b"\x4d\x3c\x2b\x1a":
-                endian = "<"
+                self.endian = "<"
             elif bom == b"\x1a\x2b\x3c\x4d":
-                endian = ">"
+                self.endian = ">"
             else:
                 raise CaptureError(f"{result.path} is not a valid pcapng capture (bad byte-order magic)")
-            u32 = struct.Struct(endian + "I")
-            epb = struct.Struct(endian + "IIIII")
-            head = struct.Struct(endian + "IIIIIII")
-            interfaces = []  # a new section starts a new list of interfaces
+            self.head = struct.Struct(self.endian + "IIIIIII").unpack_from
+            self.interfaces = []  # a new section starts a new list of interfaces
             btype = 0x0A0D0D0A
         else:
-            btype = u32.unpack_from(buf, off)[0]
-        blen = u32.unpack_from(buf, off + 4)[0]
+            btype = struct.unpack_from(self.endian + "I", buf, off)[0]
+        blen = struct.unpack_from(self.endian + "I", buf, off + 4)[0]
         if blen < 12 or blen % 4 or blen > MAX_RECORD_BYTES:
             if off == 0:
                 raise CaptureError(f"{result.path} is not a valid pcapng capture (its first block is damaged)")
-            result.truncated = f"a block at byte {off} has an impossible length ({blen}): the file is damaged " \
-                               f"after {n} packets"
-            return
+            result.truncated = f"a block at byte {off} has an impossible length ({blen}): the file is damaged there"
+            return None
         if off + blen > size:
             if off == 0:
                 raise CaptureError(f"{result.path} is truncated: it starts like a pcapng capture but its section "
                                    f"header is incomplete ({size} bytes)")
-            what = f"packet {n + 1}" if btype in (6, 3, 2) else "a block"
+            what = "a packet" if btype in (6, 3, 2) else "a block"
             result.truncated = (f"the capture ends inside {what} ({size - off} of {blen} bytes); "
-                                f"the {n} packets before it were read")
-            return
-        if btype == 6:  # Enhanced Packet Block
-            iface, ts_hi, ts_lo, caplen, wirelen = epb.unpack_from(buf, off + 8)
-            link, num, den = interfaces[iface] if iface < len(interfaces) else (_link(-1), 1000, 1)
-            last_ts = ((ts_hi << 32) | ts_lo) * num // den
-            n += 1
-            yield last_ts, link, off + 28, min(caplen, blen - 32), wirelen  # a damaged length: trust the block
-            if progress is not None and not n % PROGRESS_EVERY:
-                progress(off, size)
-        elif btype == 1:  # Interface Description Block
-            linktype = struct.unpack_from(endian + "H", buf, off + 8)[0]
-            num, den = _if_tsresol(buf, off, blen, endian)
-            interfaces.append((_link(linktype), num, den))
+                                "the packets before it were read")
+            return None
+        packet = None
+        e = self.endian
+        if btype == 1:  # Interface Description Block
+            linktype = struct.unpack_from(e + "H", buf, off + 8)[0]
+            num, den = _if_tsresol(buf, off, blen, e)
+            self.interfaces.append((_link(linktype), num, den))
             name = LINK_NAMES.get(linktype, f"link type {linktype}")
             if name not in result.link_types:
                 result.link_types.append(name)
-        elif btype == 3:  # Simple Packet Block: no timestamp of its own
-            wirelen = u32.unpack_from(buf, off + 8)[0]
-            n += 1
-            yield last_ts, interfaces[0][0] if interfaces else _link(-1), off + 12, min(wirelen, blen - 16), wirelen
-        elif btype == 2:  # obsolete Packet Block
-            iface, _drops, ts_hi, ts_lo, caplen, wirelen = struct.unpack_from(endian + "HHIIII", buf, off + 8)
-            link, num, den = interfaces[iface] if iface < len(interfaces) else (_link(-1), 1000, 1)
-            last_ts = ((ts_hi << 32) | ts_lo) * num // den
-            n += 1
-            yield last_ts, link, off + 28, min(caplen, blen - 32), wirelen
-        off += blen
+        elif btype == 6 and blen >= 32:  # an Enhanced Packet Block whose captured length overflows its block
+            iface, ts_hi, ts_lo, caplen, wirelen = struct.unpack_from(e + "IIIII", buf, off + 8)
+            link, num, den = self.interface(iface)
+            self.last_ts = ((ts_hi << 32) | ts_lo) * num // den
+            packet = (self.last_ts, link, off + 28, min(caplen, blen - 32), wirelen)
+        elif btype == 3 and blen >= 16:  # Simple Packet Block: no timestamp of its own
+            wirelen = struct.unpack_from(e + "I", buf, off + 8)[0]
+            link = self.interface(0)[0]
+            packet = (self.last_ts, link, off + 12, min(wirelen, blen - 16), wirelen)
+        elif btype == 2 and blen >= 32:  # obsolete Packet Block
+            iface, _drops, ts_hi, ts_lo, caplen, wirelen = struct.unpack_from(e + "HHIIII", buf, off + 8)
+            link, num, den = self.interface(iface)
+            self.last_ts = ((ts_hi << 32) | ts_lo) * num // den
+            packet = (self.last_ts, link, off + 28, min(caplen, blen - 32), wirelen)
+        return off + blen, packet
 
 
 def _if_tsresol(buf, off: int, blen: int, endian: str) -> tuple[int, int]:

@@ -185,11 +185,11 @@ def decode(conn: int, cs: Stream, sc: Stream, closed: bool = True) -> tuple[list
         status = resp.fields["status"]
         if 100 <= status < 200 and status != 101:
             if pending:
-                resp.pair(pending[0])
+                resp.pair(pending[0], f"HTTP {status} (interim)")
             continue
         if pending:
             req = pending.pop(0)
-            resp.pair(req)
+            resp.pair(req, _pair_label(req))
             _describe_response(resp, req)
     return requests + responses, notes
 
@@ -218,7 +218,7 @@ def _request(conn: int, stream: Stream, raw: _Raw) -> Message:
     if body and protocol == "HTTP":
         summary += " " + short(body, 60)
     return Message(t, frame, conn, True, protocol, "request", summary, raw.end - raw.start, fields,
-                   first_frame=first_frame, offset=raw.start)
+                   first_frame=first_frame, _offset=raw.start)
 
 
 def _response(conn: int, stream: Stream, raw: _Raw) -> Message:
@@ -246,7 +246,14 @@ def _response(conn: int, stream: Stream, raw: _Raw) -> Message:
     if body and protocol == "HTTP" and "wsdl" not in fields:
         summary += " " + short(body, 60)
     return Message(t, frame, conn, False, protocol, "response", summary, raw.end - raw.start, fields,
-                   first_frame=first_frame, offset=raw.start)
+                   first_frame=first_frame, _offset=raw.start)
+
+
+def _pair_label(req: Message) -> str:
+    if req.protocol == "SOAP":
+        return f"SOAP {req.fields['soap'].get('operation')} -> response"
+    uri = req.fields["uri"]
+    return f"HTTP {req.fields['method']} {uri if req.fields.get('wsdl') else uri.split('?')[0]} -> response"
 
 
 def _describe_response(resp: Message, req: Message) -> None:

@@ -73,7 +73,7 @@ def decode(conn: int, cs: Stream, sc: Stream) -> tuple[list[Message], list[str]]
                 text = preview(text)
             t, frame, first_frame = span(start, end)
             messages.append(Message(t, frame, conn, from_client, "LINE", kind, text, end - start,
-                                    {"text": text, "bytes": end - start}, first_frame=first_frame, offset=start))
+                                    {"text": text, "bytes": end - start}, first_frame=first_frame, _offset=start))
             start = end
     messages.sort(key=_order)
     pending: list[Message] = []
@@ -92,7 +92,9 @@ def decode(conn: int, cs: Stream, sc: Stream) -> tuple[list[Message], list[str]]
             req = pending[0] if pending[0].fields["text"] == subject else \
                 next((p for p in pending if p.fields["text"] == subject), pending[0])
             pending.remove(req)
-            m.pair(req)
+            kind = "Upcall event: Processing" if text.startswith("Upcall event: Processing") else \
+                text.split(":", 1)[0] if ": " in text else "reply"
+            m.pair(req, f"line -> {kind}")
             if len(text) > 100:
                 m.summary = short(text, 100)
         else:
@@ -103,4 +105,4 @@ def decode(conn: int, cs: Stream, sc: Stream) -> tuple[list[Message], list[str]]
 
 
 def _order(m: Message) -> tuple:
-    return m.time, m.frame, not m.from_client, m.offset
+    return m.time, m.frame, not m.from_client, m._offset

@@ -243,7 +243,7 @@ def decode(conn: int, cs: Stream, sc: Stream) -> tuple[list[Message], list[str]]
             fields, summary = {"type": name, "malformed": True}, f"{name} (malformed)"
         when, frame, first_frame = stream.span(off, end)
         messages.append(Message(when, frame, conn, from_client, "MQTT", name, summary, end - off, fields,
-                                first_frame=first_frame, offset=off))
+                                first_frame=first_frame, _offset=off))
     messages.sort(key=_order)
     _pair(messages)
     return messages, notes
@@ -261,12 +261,12 @@ def _pair(messages: list[Message]) -> None:
         if kind == "CONNECT":
             connect = m
         elif kind == "CONNACK" and connect is not None:
-            m.pair(connect)
+            m.pair(connect, "MQTT CONNECT -> CONNACK")
             connect = None
         elif kind == "PINGREQ":
             ping = m
         elif kind == "PINGRESP" and ping is not None:
-            m.pair(ping)
+            m.pair(ping, "MQTT PINGREQ -> PINGRESP")
             ping = None
         elif kind in ("PUBLISH", "PUBREL", "SUBSCRIBE", "UNSUBSCRIBE"):
             if kind != "PUBLISH" or m.fields.get("qos"):
@@ -274,4 +274,5 @@ def _pair(messages: list[Message]) -> None:
         elif kind in ACKS:
             req = waiting.pop((not m.from_client, ACKS[kind], m.fields.get("packet_id")), None)
             if req is not None:
-                m.pair(req)
+                qos = f" qos {req.fields['qos']}" if req.kind == "PUBLISH" else ""
+                m.pair(req, f"MQTT {req.kind}{qos} -> {kind}")

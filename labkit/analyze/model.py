@@ -26,14 +26,15 @@ class Message:
     size: int  # bytes of the stream it occupies (headers and body)
     fields: dict  # what it carries, decoded (method, uri, status, topic, payload, text, ...)
     first_frame: int = 0  # the frame carrying its first byte
-    offset: int = 0  # where it starts in its direction's stream
     number: int = 0  # its position in the whole capture's message list (1-based)
     reply_to: int | None = None  # number of the request it answers
     latency: float | None = None  # seconds from that request to this message
     forwarded_from: int | None = None  # MQTT: number of the PUBLISH the broker forwarded here
     server_initiated: bool = False  # a line the server sent on its own (an upcall)
+    _offset: int = 0  # where it starts in its direction's stream
     _request: Message | None = None
     _source: Message | None = None
+    _pair_label: str = ""  # what kind of exchange it completes, e.g. "HTTP GET /add -> response"
 
     @property
     def request(self) -> Message | None:
@@ -45,9 +46,15 @@ class Message:
         """MQTT: the PUBLISH a broker received that it forwarded as this one."""
         return self._source
 
-    def pair(self, request: Message) -> None:
+    def pair(self, request: Message, label: str) -> None:
+        """This message answers `request`; `label` groups such exchanges in the latency table."""
         self._request = request
+        self._pair_label = label
         self.latency = max(0.0, self.time - request.time)
+
+    @property
+    def pair_label(self) -> str:
+        return self._pair_label
 
     def forwarded(self, source: Message) -> None:
         self._source = source
