@@ -363,7 +363,7 @@ def test_rest_json_calls_match_tshark_method_uri_status_body_and_latency(spawn, 
     for theirs, ours in zip(responses, ours_resp, strict=True):  # Wireshark's http.time is our latency
         assert ours["latency"] == pytest.approx(theirs["time"], abs=2e-6)
         assert ours["reply_to"] == next(m["number"] for m in ours_req if m["frame"] == theirs["request_in"])
-    assert ours_resp[0]["fields"]["json"] == {"result": 5.0}
+    assert json.loads(ours_resp[0]["fields"]["body"]) == {"result": 5.0}
     assert_conversations_match_tshark(report, pcap)
     assert [c["recognised_by"] for c in report["conversations"]] == ["content", "content"]
     assert port not in PORT_HINTS  # a non-lab port: recognised by what it carries
@@ -579,7 +579,7 @@ def test_report_is_written_beside_the_capture_as_markdown_mermaid_png_and_json(s
     report = json.loads((tmp_path / "demo.json").read_text())
     assert [m["fields"]["text"] for m in report["messages"]] == ["hello; #1 <b>", "Echo: hello; #1 <b>", "bye",
                                                                "Echo: bye"]
-    assert report["totals"]["application_payload_bytes"] == sum(m["bytes"] for m in report["messages"])
+    assert report["totals"]["application_payload_bytes"] == sum(m["size"] for m in report["messages"])
     assert f"Written: {tmp_path / 'demo.json'}" in done.stdout
 
 

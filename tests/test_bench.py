@@ -56,7 +56,7 @@ def test_quick_bench_figures_are_measured_not_made_up(quick_bench):
     rows = data["rows"]
     assert {(r["protocol"], r["load"]) for r in rows} == {
         ("rest", "1 clients"), ("rest", "2 clients"), ("upcall", "1 clients"), ("upcall", "2 clients"),
-        ("mqtt", "QoS 0"), ("mqtt", "QoS 1")}
+        ("upcall", "2 clients, callbacks both"), ("mqtt", "QoS 0"), ("mqtt", "QoS 1")}
     for row in rows:
         for side in ("baseline", "ours"):
             figure = row[side]

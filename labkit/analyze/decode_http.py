@@ -7,15 +7,16 @@ A SOAP body is parsed without resolving entities or loading DTDs.
 
 from __future__ import annotations
 
-import json
 import re
 import zlib
 
-from .model import Message, preview, printable, short
+from .model import BODY_PREVIEW_CHARS, Message, preview, printable, short
 from .streams import Stream
 
 METHODS = (b"GET", b"POST", b"PUT", b"DELETE", b"HEAD", b"OPTIONS", b"PATCH", b"TRACE", b"CONNECT")
 _HEAD_END = b"\r\n\r\n"
+_METHOD_NAMES = frozenset(m.decode() for m in METHODS)
+_HEADER = re.compile(r"\r\n([^:\r\n]+):[ \t]*([^\r\n]*)")
 _CONTROL = re.compile(rb"[\x00-\x08\x0e-\x1f\x7f]")
 #: A header block longer than this is not HTTP we can read.
 MAX_HEADER_BYTES = 256 * 1024
@@ -57,17 +58,18 @@ def _parse(data: bytes, requests: bool, methods: list[str] | None = None, closed
         head_end = data.find(_HEAD_END, pos, pos + MAX_HEADER_BYTES)
         if head_end < 0:
             break
-        lines = data[pos:head_end].decode("latin-1").split("\r\n")
-        first = lines[0]
-        if requests and first.split(" ", 1)[0].encode() not in METHODS:
+        head = data[pos:head_end].decode("latin-1")
+        eol = head.find("\r\n")
+        first = head if eol < 0 else head[:eol]
+        if requests and first[:first.find(" ")] not in _METHOD_NAMES:
             break
         if not requests and not first.startswith("HTTP/1."):
             break
         headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if sep:
-                headers.setdefault(name.strip().lower(), value.strip())
+        for name, value in _HEADER.findall(head):
+            name = name.strip().lower()
+            if name not in headers:  # the first of a repeated header counts
+                headers[name] = value.rstrip()
         body_start = head_end + 4
         status = 0
         if not requests:
@@ -131,7 +133,13 @@ def _dechunk(data: bytes, pos: int):
 
 def _body_text(raw: _Raw) -> str:
     body = raw.body
-    enc = raw.headers.get("content-encoding", "").lower()
+    headers = raw.headers
+    if "content-encoding" not in headers:  # the usual case: JSON, XML or text in UTF-8
+        ctype = headers.get("content-type", "")
+        if ("json" in ctype or "xml" in ctype or ctype.startswith("text/")) and \
+                ("charset" not in ctype or "utf-8" in ctype.lower()):
+            return body.decode("utf-8", "backslashreplace")
+    enc = headers.get("content-encoding", "").lower()
     try:
         if enc == "gzip":
             body = zlib.decompress(body, 16 + zlib.MAX_WBITS)
@@ -190,7 +198,8 @@ def decode(conn: int, cs: Stream, sc: Stream, closed: bool = True) -> tuple[list
         if pending:
             req = pending.pop(0)
             resp.pair(req, _pair_label(req))
-            _describe_response(resp, req)
+            if req.protocol == "SOAP" and resp.protocol == "SOAP" and not resp.fields["soap"].get("operation"):
+                resp.fields["soap"]["operation"] = req.fields["soap"].get("operation")
     return requests + responses, notes
 
 
@@ -202,8 +211,7 @@ def _request(conn: int, stream: Stream, raw: _Raw) -> Message:
     t, frame, first_frame = stream.span(raw.start, raw.end)
     body = _body_text(raw) if raw.body else ""
     fields = {"method": method, "uri": target, "version": version, "headers": raw.headers,
-              "content_type": raw.headers.get("content-type", ""), "body": preview(body),
-              "body_bytes": len(raw.body)}
+              "body": body if len(body) <= BODY_PREVIEW_CHARS else preview(body), "body_bytes": len(raw.body)}
     summary = f"{method} {target}"
     protocol = "HTTP"
     if raw.body and _is_soap(raw):
@@ -212,7 +220,7 @@ def _request(conn: int, stream: Stream, raw: _Raw) -> Message:
             protocol = "SOAP"
             fields["soap"] = soap
             summary = f"{method} {target} {soap_summary(soap)}"  # protocol SOAP: "SOAP POST / add(a=1, b=2)"
-    elif target.lower().endswith("?wsdl") or target.lower().endswith("&wsdl"):
+    elif target[-5:].lower() in ("?wsdl", "&wsdl"):
         fields["wsdl"] = True
         summary += " (asks for the WSDL)"
     if body and protocol == "HTTP":
@@ -228,8 +236,7 @@ def _response(conn: int, stream: Stream, raw: _Raw) -> Message:
     t, frame, first_frame = stream.span(raw.start, raw.end)
     body = _body_text(raw) if raw.body else ""
     fields = {"status": status, "reason": reason, "version": parts[0], "headers": raw.headers,
-              "content_type": raw.headers.get("content-type", ""), "body": preview(body),
-              "body_bytes": len(raw.body)}
+              "body": body if len(body) <= BODY_PREVIEW_CHARS else preview(body), "body_bytes": len(raw.body)}
     protocol = "HTTP"
     summary = f"{status} {reason}".rstrip()
     if raw.body and _is_soap(raw):
@@ -254,20 +261,6 @@ def _pair_label(req: Message) -> str:
         return f"SOAP {req.fields['soap'].get('operation')} -> response"
     uri = req.fields["uri"]
     return f"HTTP {req.fields['method']} {uri if req.fields.get('wsdl') else uri.split('?')[0]} -> response"
-
-
-def _describe_response(resp: Message, req: Message) -> None:
-    """A REST call's result reads better next to its request: keep the JSON result in the fields."""
-    ctype = resp.fields.get("content_type", "")
-    if "json" in ctype and resp.fields["body"]:
-        try:
-            resp.fields["json"] = json.loads(resp.fields["body"])
-        except ValueError:
-            pass
-    if req.protocol == "SOAP" and resp.protocol == "SOAP":
-        soap = resp.fields["soap"]
-        if not soap.get("operation") and req.fields["soap"].get("operation"):
-            soap["operation"] = req.fields["soap"]["operation"]
 
 
 # --- SOAP -----------------------------------------------------------------------------------------

@@ -101,5 +101,6 @@ def write_png(a: Analysis, path: str | Path, limit: int = MAX_DIAGRAM_MESSAGES) 
         draw.text((10, TOP + ROW * (len(events) + 1)), f"... and {cut} more messages: see the report",
                   fill=COLOURS["muted"], font=font, anchor="lm")
     path = Path(path)
-    img.save(path, compress_level=1)
+    # a few colours on white: a 64-colour palette keeps the anti-aliased text and is quicker to compress
+    img.quantize(colors=64, method=Image.Quantize.FASTOCTREE).save(path, compress_level=1)
     return path

@@ -68,8 +68,8 @@ def main() -> int:
     logdir.mkdir(exist_ok=True)
     started = datetime.now().astimezone()
     began = time.monotonic()
-    steps = sum(mqtt.steps(settings) if p == "mqtt" else (http if p in http.CASES else lines).steps(settings)
-                for p in protocols)
+    steps = sum(mqtt.steps(settings) if p == "mqtt" else http.steps(settings) if p in http.CASES
+                else lines.steps(settings, p) for p in protocols)
     progress = Progress(steps)
     progress.say(f"{', '.join(protocols)}: levels {list(settings.levels)}, {settings.rounds} rounds of "
                  f"{settings.duration:g} s, warm-up {settings.warmup:g} s; logs in {logdir}")

@@ -7,6 +7,7 @@ noise of a shared 2-core machine falls on both alike; the median round is what t
 from __future__ import annotations
 
 import json
+import math
 import re
 import socket
 import statistics
@@ -29,8 +30,8 @@ class Settings:
 
     levels: tuple[int, ...] = (1, 4, 16)
     rounds: int = 3
-    duration: float = 3.0
-    warmup: float = 1.0
+    duration: float = 2.0
+    warmup: float = 1.0  # once per server, before its first round
     target_level: int = 16
     #: MQTT: messages per throughput round, and the paced rate (msg/s) of the latency rounds.
     mqtt_messages: int = 20000
@@ -118,7 +119,7 @@ def percentile(values: Sequence[float], pct: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(pct / 100 * len(ordered) + 0.5)))
+    rank = max(1, min(len(ordered), math.ceil(pct / 100 * len(ordered))))
     return ordered[rank - 1]
 
 

@@ -119,12 +119,13 @@ def run(protocol: str, settings: Settings, progress: Progress, logdir: Path) -> 
         check_answer(case, base_url, case.baseline_name)
         check_answer(case, ours_url, case.ours_name)
 
+        if settings.warmup > 0:
+            busiest = max(settings.levels)
+            progress.say(f"{protocol}: warm-up, {settings.warmup:g} s at {busiest} connections per server")
+            wrk(base_url, busiest, settings.warmup, env)
+            wrk(ours_url, busiest, settings.warmup, env)
         rows = []
         for level in settings.levels:
-            if settings.warmup > 0:
-                progress.say(f"{protocol}: warm-up at {level} connections")
-                wrk(base_url, level, settings.warmup, env)
-                wrk(ours_url, level, settings.warmup, env)
 
             def report(which: str, n: int, sample: Sample, level: int = level) -> None:
                 who = case.baseline_name if which == "baseline" else case.ours_name

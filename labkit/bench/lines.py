@@ -54,10 +54,12 @@ CASES = {
                        r"Upcall server listening on", "socketserver threads (upcall/servercall.py)"),
 }
 BASELINE_NAME = "asyncio server"
+ALIKE_NAME = "asyncio server with callbacks"
 
 
-def steps(settings: Settings) -> int:
-    return len(settings.levels) * settings.rounds * 2
+def steps(settings: Settings, protocol: str = "reqresp") -> int:
+    per_level = settings.rounds * 2
+    return len(settings.levels) * per_level + (per_level if protocol == "upcall" else 0)
 
 
 def lineload(port: int, connections: int, seconds: float, reply: str) -> Sample:
@@ -70,42 +72,54 @@ def lineload(port: int, connections: int, seconds: float, reply: str) -> Sample:
 
 def run(protocol: str, settings: Settings, progress: Progress, logdir: Path) -> list[Row]:
     case = CASES[protocol]
-    base_port, ours_port = free_port(), free_port()
+    ports = {"baseline": free_port(), "ours": free_port(), "alike": free_port()}
+    asyncio_server = [sys.executable, "-m", "labkit.bench.baselines.asyncio_lines", "--reply", case.reply,
+                      "--host", "127.0.0.1"]
     servers: list[Server] = []
     try:
-        servers.append(Server(f"{protocol}-baseline", [sys.executable, "-m", "labkit.bench.baselines.asyncio_lines",
-                                                       "--reply", case.reply, "--host", "127.0.0.1",
-                                                       "--port", str(base_port)],
+        servers.append(Server(f"{protocol}-baseline", [*asyncio_server, "--port", str(ports["baseline"])],
                               r"listening on", logdir, cwd=str(REPO)))
         folder, name = case.ours_script
         servers.append(Server(f"{protocol}-ours", [sys.executable, name, *case.ours_args, "--host", "127.0.0.1",
-                                                   "--port", str(ours_port)],
+                                                   "--port", str(ports["ours"])],
                               case.ours_ready, logdir, cwd=str(REPO / folder)))
-        rows = []
-        for level in settings.levels:
-            if settings.warmup > 0:
-                progress.say(f"{protocol}: warm-up at {level} connections")
-                lineload(base_port, level, settings.warmup, case.reply)
-                lineload(ours_port, level, settings.warmup, case.reply)
+        if protocol == "upcall":
+            servers.append(Server(f"{protocol}-baseline-alike", [
+                *asyncio_server, "--port", str(ports["alike"]), "--callbacks", str(UPCALL_PROGRESS_DELAY),
+                str(UPCALL_DONE_DELAY)], r"listening on", logdir, cwd=str(REPO)))
+        if settings.warmup > 0:
+            busiest = max(settings.levels)
+            progress.say(f"{protocol}: warm-up, {settings.warmup:g} s at {busiest} connections per server")
+            for server_port in ports.values() if protocol == "upcall" else (ports["baseline"], ports["ours"]):
+                lineload(server_port, busiest, settings.warmup, case.reply)
 
-            def report(which: str, n: int, sample: Sample, level: int = level) -> None:
-                who = BASELINE_NAME if which == "baseline" else case.ours_name
+        def compare(level: int, baseline_port: int, baseline_name: str, load: str, target: float | None,
+                    note: str) -> Row:
+            def report(which: str, n: int, sample: Sample) -> None:
+                who = baseline_name if which == "baseline" else case.ours_name
                 callbacks = sample.extra.get("callbacks")
                 more = f", {callbacks} callbacks" if callbacks else ""
                 progress.step(f"{protocol} c={level} round {n}/{settings.rounds} {who}: "
                               f"{describe(sample, 'msg/s')}{more}")
 
-            base, ours = alternate(lambda level=level: lineload(base_port, level, settings.duration, case.reply),
-                                   lambda level=level: lineload(ours_port, level, settings.duration, case.reply),
+            base, ours = alternate(lambda: lineload(baseline_port, level, settings.duration, case.reply),
+                                   lambda: lineload(ports["ours"], level, settings.duration, case.reply),
                                    settings.rounds, report)
-            note = ""
-            if protocol == "upcall":
-                note = (f"ours also sends Progress and Done for every message ({UPCALL_PROGRESS_DELAY:g} s and "
-                        f"{UPCALL_DONE_DELAY:g} s later)")
-            rows.append(Row(protocol=protocol, load=f"{level} clients", level=level, unit="msg/s",
-                            baseline_name=BASELINE_NAME, ours_name=case.ours_name,
-                            baseline=Figure.of(base), ours=Figure.of(ours),
-                            target=case.target if level == settings.target_level else None, note=note))
+            return Row(protocol=protocol, load=load, level=level, unit="msg/s", baseline_name=baseline_name,
+                       ours_name=case.ours_name, baseline=Figure.of(base), ours=Figure.of(ours), target=target,
+                       note=note)
+
+        note = ""
+        if protocol == "upcall":
+            note = (f"ours also sends Progress and Done for every message ({UPCALL_PROGRESS_DELAY:g} s and "
+                    f"{UPCALL_DONE_DELAY:g} s later), the baseline only the Processing reply")
+        rows = [compare(level, ports["baseline"], BASELINE_NAME, f"{level} clients",
+                        case.target if level == settings.target_level else None, note)
+                for level in settings.levels]
+        if protocol == "upcall":  # like for like: an asyncio server that calls back too
+            level = settings.target_level
+            rows.append(compare(level, ports["alike"], ALIKE_NAME, f"{level} clients, callbacks both", None,
+                                "baseline also sends Progress and Done (loop.call_later), as ours does"))
         return rows
     finally:
         for server in reversed(servers):

@@ -45,11 +45,11 @@ def table(rows: Sequence[Row]) -> str:
 
 def legend(rows: Sequence[Row]) -> str:
     """Which servers the columns are, per protocol, and any note."""
-    seen: dict[str, Row] = {}
+    seen: dict[tuple[str, str], Row] = {}
     for r in rows:
-        seen.setdefault(r.protocol, r)
+        seen.setdefault((r.protocol, r.baseline_name), r)
     lines = []
-    for protocol, r in seen.items():
+    for (protocol, _), r in seen.items():
         note = f"; {r.note}" if r.note else ""
         lines.append(f"- {protocol}: baseline = {r.baseline_name}, ours = {r.ours_name}{note}")
     return "\n".join(lines)
@@ -78,6 +78,7 @@ def save_chart(path: Path, rows: Sequence[Row], title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import ticker
 
     protocols = list(dict.fromkeys(r.protocol for r in rows))
     fig, axes = plt.subplots(2, len(protocols), figsize=(3.6 * len(protocols), 6.4), squeeze=False)
@@ -99,6 +100,8 @@ def save_chart(path: Path, rows: Sequence[Row], title: str) -> None:
         bottom.bar([x - width / 2 for x in xs], [r.baseline.p99_ms for r in mine], width, color="#9e9e9e")
         bottom.bar([x + width / 2 for x in xs], [r.ours.p99_ms for r in mine], width, color="#1f77b4")
         bottom.set_yscale("log")
+        bottom.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        bottom.yaxis.set_minor_formatter(ticker.NullFormatter())
         bottom.set_ylabel("p99 latency, ms (log)")
         bottom.set_xticks(list(xs), labels)
     axes[0][0].legend(loc="upper left", fontsize=8)
