@@ -13,13 +13,10 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-import gunicorn.util
 from flask import Flask, Response, request
-from gunicorn.app.base import BaseApplication
-from gunicorn.workers import gthread
 from werkzeug.exceptions import HTTPException
 
-from labkit import cli
+from labkit import cli, wsgi
 from labkit.protocols import REST_PORT
 
 OPENAPI_FILE = Path(__file__).resolve().with_name("openapi.json")
@@ -45,13 +42,6 @@ IDLE_TIMEOUT_SECONDS = 5
 #: Simultaneous connections each worker process holds (WORKERS of them); more wait in the listen
 #: backlog until one closes.
 MAX_CONNECTIONS_PER_WORKER = 200
-#: Seconds workers get to finish in-flight requests on SIGTERM before they are killed.
-GRACEFUL_STOP_SECONDS = 1
-#: Seconds an idle keep-alive connection is kept once SIGTERM arrived (gunicorn's own is 2 s).
-STOP_LINGER_SECONDS = 0.05
-#: Seconds a worker thread waits for a new connection's first bytes before handing it to the
-#: event loop (gunicorn's own is 5 s: a dozen silent connections would hold every thread).
-FIRST_BYTES_WAIT_SECONDS = 0.02
 
 # --- Throughput on 2 cores: one process per core (the GIL lets one thread of a process run
 # Python at a time), each with enough threads that 16 busy keep-alive clients never queue. ---
@@ -158,70 +148,23 @@ def create_app(config: dict | None = None) -> Flask:
     return app
 
 
-def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
+def json_error_body(_status: int, reason: str, message: str) -> tuple[str, bytes]:
     """gunicorn's answer to a request it cannot parse (too long, malformed), in JSON instead of HTML."""
-    body = (json.dumps({"error": f"{reason}: {mesg}" if mesg else reason}) + "\n").encode()
-    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1")
-    gunicorn.util.write_nonblock(sock, head + body)
-
-
-def adapt_gunicorn() -> None:
-    """Three gunicorn behaviours this lab changes; gunicorn has module settings, not options, for them."""
-    gunicorn.util.write_error = write_json_error  # unparsable requests answered in JSON, not HTML
-    gthread.STOP_KEEPALIVE_LINGER = STOP_LINGER_SECONDS  # idle keep-alive clients do not delay a stop
-    gthread.DEFAULT_WORKER_DATA_TIMEOUT = FIRST_BYTES_WAIT_SECONDS  # silent clients do not hold threads
-
-
-class GunicornServer(BaseApplication):
-    """gunicorn, configured from code, serving one already-built WSGI app."""
-
-    def __init__(self, app: Flask, options: dict):
-        self.application = app
-        self.options = options
-        super().__init__()
-
-    def load_config(self) -> None:
-        for key, value in self.options.items():
-            self.cfg.set(key, value)
-
-    def load(self) -> Flask:
-        return self.application
-
-
-def gunicorn_options(host: str, port: int) -> dict:
-    bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-    def when_ready(_arbiter) -> None:
-        print(f"REST server listening on {host}:{port} "
-              f"(gunicorn, {WORKERS} workers x {THREADS_PER_WORKER} threads)", flush=True)
-
-    return {
-        "bind": [bind],
-        "workers": WORKERS,
-        "worker_class": "gthread",
-        "threads": THREADS_PER_WORKER,
-        "worker_connections": MAX_CONNECTIONS_PER_WORKER,
-        "keepalive": IDLE_TIMEOUT_SECONDS,
-        "graceful_timeout": GRACEFUL_STOP_SECONDS,
-        "limit_request_line": MAX_REQUEST_LINE_BYTES,
-        "limit_request_fields": MAX_HEADER_FIELDS,
-        "limit_request_field_size": MAX_HEADER_FIELD_BYTES,
-        "accesslog": "-",
-        "access_log_format": ACCESS_LOG_FORMAT,
-        "errorlog": "-",
-        "loglevel": "warning",
-        "control_socket_disable": True,
-        "when_ready": when_ready,
-        "proc_name": "rest-server",
-    }
+    body = json.dumps({"error": f"{reason}: {message}" if message else reason}) + "\n"
+    return "application/json", body.encode()
 
 
 def main() -> int:
     args = cli.parser(__doc__.splitlines()[0], host="0.0.0.0", port=REST_PORT, server=True).parse_args()
-    cli.ensure_port_free(args.host, args.port, "REST server")
-    adapt_gunicorn()
-    GunicornServer(create_app(), gunicorn_options(args.host, args.port)).run()
+    wsgi.serve(
+        create_app(), host=args.host, port=args.port, name="REST server", workers=WORKERS,
+        threads=THREADS_PER_WORKER, max_connections_per_worker=MAX_CONNECTIONS_PER_WORKER,
+        idle_timeout=IDLE_TIMEOUT_SECONDS, access_log_format=ACCESS_LOG_FORMAT, error_body=json_error_body,
+        ready_line=(f"REST server listening on {args.host}:{args.port} "
+                    f"(gunicorn, {WORKERS} workers x {THREADS_PER_WORKER} threads)"),
+        settings={"limit_request_line": MAX_REQUEST_LINE_BYTES, "limit_request_fields": MAX_HEADER_FIELDS,
+                  "limit_request_field_size": MAX_HEADER_FIELD_BYTES},
+    )
     return 0
 
 

@@ -8,22 +8,17 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
+import re
 import sys
 import threading
-import time
-from concurrent import futures
 from io import BytesIO
 
-from gunicorn.app.base import BaseApplication
-from gunicorn.arbiter import Arbiter
-from gunicorn.workers import gthread
 from lxml import etree
 from spyne import Application, Double, Fault, Integer, ServiceBase, rpc
 from spyne.protocol.soap import Soap11
 from spyne.server.wsgi import WsgiApplication
 
-from labkit import cli
+from labkit import cli, wsgi
 from labkit.protocols import SOAP_PORT
 
 SERVICE_NAME = "CalculatorService"
@@ -40,11 +35,6 @@ MAX_CONNECTIONS_PER_WORKER = 256
 KEEPALIVE_SECONDS = 5
 #: A worker whose main loop stops reporting for this long is restarted by the gunicorn master.
 WORKER_TIMEOUT_SECONDS = 30
-#: A new connection that has sent nothing after this long goes back to the poller instead of holding a thread
-#: (gunicorn's own default is 5 s); silent connections are closed after KEEPALIVE_SECONDS.
-FIRST_BYTE_WAIT_SECONDS = 0.2
-#: After SIGTERM/Ctrl+C, workers still running after this long are killed.
-STOP_GRACE_SECONDS = 1
 
 NS_SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 
@@ -158,6 +148,20 @@ def fault_envelope(code: str, message: str) -> bytes:
     etree.SubElement(fault, "faultstring").text = message
     etree.SubElement(fault, "faultactor").text = ""
     return etree.tostring(env, xml_declaration=True, encoding="UTF-8")
+
+
+# Characters XML 1.0 cannot carry (a Fault quoting a garbage request line must still be well-formed XML).
+NOT_XML_CHARS = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def gunicorn_error_fault(status: int, reason: str, message: str) -> tuple[str, bytes]:
+    """gunicorn's answer to a request it cannot parse (malformed HTTP, headers too large), as a SOAP Fault.
+
+    The HTTP status stays gunicorn's (400, 414, 431): the request never became a SOAP call, as with the
+    405 spyne answers a plain GET.
+    """
+    text = NOT_XML_CHARS.sub("?", f"{reason}: {message}" if message else reason)
+    return "text/xml; charset=utf-8", fault_envelope("Client.BadHTTPRequest" if status < 500 else "Server", text)
 
 
 def check_request_body(body: bytes) -> tuple[str, str] | None:
@@ -274,101 +278,16 @@ def create_app():
     return GuardedSoapApp(soap_application())
 
 
-# ---------------------------------------------------------------------------------------------------
-# Serving: gunicorn, run from this script.
-
-
-class QuickStopArbiter(Arbiter):
-    """Gunicorn's master, but SIGTERM stops as fast as Ctrl+C does (within a second, as docker stop expects)."""
-
-    def handle_term(self):
-        self.handle_int()
-
-
-class QuickStopWorker(gthread.ThreadWorker):
-    """Gunicorn's threaded worker, tuned for clients that connect and say nothing, and for a prompt stop.
-
-    A silent new connection holds a thread for FIRST_BYTE_WAIT_SECONDS only, then waits in the poller. A stop
-    does not wait for threads blocked on such clients: the stock worker exits through the interpreter, which
-    joins every pool thread, so one client that sent half a request kept it alive until the master SIGKILLed it.
-    """
-
-    def init_process(self):
-        gthread.DEFAULT_WORKER_DATA_TIMEOUT = FIRST_BYTE_WAIT_SECONDS  # read by ThreadWorker.handle
-        super().init_process()
-
-    def get_thread_pool(self):
-        # Signals must reach the main thread, which sleeps in select(): had a pool thread caught one, the
-        # stop would wait for the next poll timeout (a second) and the master would SIGKILL this worker.
-        return futures.ThreadPoolExecutor(max_workers=self.cfg.threads, initializer=signal.pthread_sigmask,
-                                          initargs=(signal.SIG_BLOCK, set(self.SIGNALS)))
-
-    def handle_quit(self, sig, frame):  # noqa: ARG002 - signal handler signature
-        # Ctrl+C reaches the worker and the master, which relays a SIGQUIT: this handler can run again inside
-        # itself, so it takes no lock (the stock one shuts the thread pool down, under a lock, and could hang).
-        # Nothing to flush: stdout is line-buffered and every log line is whole.
-        self.alive = False
-        time.sleep(0.02)  # requests already being computed take well under a millisecond: let them be sent
-        os._exit(0)
-
-
-def _exit_now(_signum, _frame):
-    os._exit(0)
-
-
-def _stop_promptly_while_booting(_arbiter, _worker):
-    """post_fork hook: a new worker still has the master's signal handlers, which only queue a signal for
-    the master's loop; until the worker installs its own, a stop signal simply ends it."""
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
-        signal.signal(signum, _exit_now)
-
-
-class SoapServer(BaseApplication):
-    """Gunicorn embedded in this script: `python server.py` is all it takes."""
-
-    def __init__(self, app, host: str, port: int):
-        self.application = app
-        self.host, self.port = host, port
-        super().__init__()
-
-    def load_config(self):
-        bind = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-        settings = {
-            "bind": [bind],
-            "worker_class": QuickStopWorker,
-            "workers": WORKERS,
-            "threads": THREADS_PER_WORKER,
-            "worker_connections": MAX_CONNECTIONS_PER_WORKER,
-            "keepalive": KEEPALIVE_SECONDS,
-            "timeout": WORKER_TIMEOUT_SECONDS,
-            "graceful_timeout": STOP_GRACE_SECONDS,
-            "accesslog": None,  # our own one-line log per request instead
-            "errorlog": "-",
-            "loglevel": "warning",
-            "proc_name": "soap-server",
-            "control_socket_disable": True,  # else every server shares ~/.gunicorn/gunicorn.ctl
-            "when_ready": self._announce,
-            "post_fork": _stop_promptly_while_booting,
-        }
-        for key, value in settings.items():
-            self.cfg.set(key, value)
-
-    def _announce(self, _arbiter):
-        print(f"SOAP server listening on {self.host}:{self.port} "
-              f"(WSDL: http://{self.host}:{self.port}/?wsdl)", flush=True)
-
-    def load(self):
-        return self.application
-
-    def run(self):
-        QuickStopArbiter(self).run()
-
-
 def main() -> int:
     args = cli.parser(__doc__.splitlines()[0], host="0.0.0.0", port=SOAP_PORT, server=True).parse_args()
-    cli.ensure_port_free(args.host, args.port, "SOAP server")
     logging.getLogger("spyne").setLevel(logging.CRITICAL)  # faults go to the client and our log line, not here
-    SoapServer(create_app(), args.host, args.port).run()
+    wsgi.serve(
+        create_app(), host=args.host, port=args.port, name="SOAP server", workers=WORKERS,
+        threads=THREADS_PER_WORKER, max_connections_per_worker=MAX_CONNECTIONS_PER_WORKER,
+        idle_timeout=KEEPALIVE_SECONDS, error_body=gunicorn_error_fault,  # requests: logged by GuardedSoapApp
+        ready_line=f"SOAP server listening on {args.host}:{args.port} (WSDL: http://{args.host}:{args.port}/?wsdl)",
+        settings={"timeout": WORKER_TIMEOUT_SECONDS},
+    )
     return 0
 
 

@@ -644,6 +644,57 @@ def test_capture_started_mid_connection_is_still_understood(tmp_path):
     assert "not in the capture" in text and "still open" in text
 
 
+def test_long_and_invalid_lines_answered_with_errors_are_still_the_line_protocol(tmp_path):
+    pcap = tmp_path / "errors.pcap"
+    long_line = b"x" * 70_000 + b"\n"
+    with CaptureWriter(pcap) as out:
+        flow = TcpFlow(out, ("10.0.0.1", 40000), ("10.0.0.2", 6004))
+        t = flow.handshake(0.0)
+        t = flow.data(t + 0.001, True, long_line)
+        t = flow.data(t + 0.001, False, b"Error: line too long\n")
+        t = flow.data(t + 0.001, True, b"caf\xe9\n")
+        t = flow.data(t + 0.001, False, b"Error: invalid UTF-8\n")
+        flow.close(t + 0.001)
+    report, text = analyzed(pcap, tmp_path)
+    ours = report["messages"]
+    assert [m["kind"] for m in ours] == ["line", "reply", "line", "reply"]
+    assert ours[0]["size"] == len(long_line) and ours[0]["fields"]["text"].startswith("x" * 100)
+    assert ours[2]["fields"]["text"] == "caf\\xe9" and ours[3]["reply_to"] == ours[2]["number"]
+    assert 'line "Error: invalid UTF-8"  [answers #3' in text
+
+
+def test_data_missing_from_the_capture_stops_decoding_there_and_says_so(tmp_path):
+    pcap = tmp_path / "gap.pcap"
+    with CaptureWriter(pcap) as out:
+        flow = TcpFlow(out, ("10.0.0.1", 40000), ("10.0.0.2", 6002))
+        t = flow.handshake(0.0)
+        t = flow.data(t + 0.001, True, b"one\n")
+        t = flow.data(t + 0.001, False, b"Echo: one\n")
+        flow.advance(True, len(b"two\n"))  # this segment never made it into the capture
+        t = flow.data(t + 0.001, True, b"three\n")
+        t = flow.data(t + 0.001, False, b"Echo: two\nEcho: three\n")
+        flow.close(t + 0.001)
+    report, text = analyzed(pcap, tmp_path)
+    client_lines = [m["fields"]["text"] for m in report["messages"] if m["from_client"]]
+    assert client_lines == ["one"]
+    assert "the capture misses data the client sent after byte 4" in text
+    assert len([m for m in report["messages"] if not m["from_client"]]) == 3
+
+
+def test_packets_cut_by_the_snap_length_are_reported(tmp_path):
+    pcap = tmp_path / "snapped.pcap"
+    with CaptureWriter(pcap, snaplen=80) as out:
+        flow = TcpFlow(out, ("10.0.0.1", 40000), ("10.0.0.2", 6003))
+        t = flow.handshake(0.0)
+        t = flow.data(t + 0.001, True, b"a short line\n")
+        t = flow.data(t + 0.001, False, b"Echo: a short line that is longer than the snap length allows\n")
+        flow.close(t + 0.001)
+    done = run_analyzer(pcap, out_dir=tmp_path / "out")
+    assert done.returncode == 0 and "Traceback" not in done.stderr
+    assert "1 packets were cut short by the capture's snap length" in done.stderr
+    assert "the capture misses data the server sent" in done.stdout
+
+
 # --- bad input ----------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("content", [b"this is a text file, not a capture\n", b"", b"\x0a\x0d\x0d\x0a\x00"])

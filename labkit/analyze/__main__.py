@@ -87,16 +87,13 @@ def main(argv: list[str] | None = None) -> int:
         bar.close()
     for w in analysis.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    files = None if args.no_files else ReportFiles(analysis, args.out_dir or path.parent, path, png=not args.no_png)
-    if files is not None:
-        files.start()
     if args.json:
         sys.stdout.flush()
         sys.stdout.buffer.write(report.to_json(analysis))
     else:
         sys.stdout.write(report.text(analysis, max_messages=0 if args.all else report.MAX_LISTED_MESSAGES))
-    if files is not None:
-        written = files.finish()
+    if not args.no_files:
+        written = ReportFiles(analysis, args.out_dir or path.parent, path, png=not args.no_png).write()
         if written and not args.json:
             sys.stdout.write(f"\nWritten: {', '.join(written)}\n")
     return 0
@@ -105,9 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 class ReportFiles:
     """Writes <name>.json, <name>.md and <name>.png beside the capture (or into `out_dir`).
 
-    For a large capture, where the system can fork, a child process writes the JSON on the
-    second core while this one prints the report and draws the pictures. A folder we cannot
-    write to is a warning, not a crash.
+    A folder we cannot write to is a warning, not a crash.
     """
 
     def __init__(self, analysis, out_dir: Path, capture: Path, png: bool = True):
@@ -115,59 +110,22 @@ class ReportFiles:
         self.out_dir = out_dir
         stem = capture.name.rsplit(".", 1)[0] if "." in capture.name else capture.name
         self.paths = {kind: out_dir / f"{stem}.{kind}" for kind in ("json", "md", "png") if png or kind != "png"}
-        self.error: OSError | None = None
-        self.child: int | None = None
 
-    def start(self) -> None:
-        """Create the folder; for a large analysis, start writing the JSON in a child process."""
+    def write(self) -> list[str]:
+        """Write the files; returns those written."""
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            self.paths["json"].write_bytes(report.to_json(self.analysis))
+            png = self.paths.get("png")
+            if png is not None:
+                from .ladder import write_png
+
+                write_png(self.analysis, png)
+            self.paths["md"].write_text(report.markdown(self.analysis, png.name if png else None), encoding="utf-8")
         except OSError as e:
-            self.error = e
-            return
-        if hasattr(os, "fork") and len(self.analysis.messages) >= FORK_FROM_MESSAGES:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            pid = os.fork()
-            if pid == 0:  # the child: write the JSON, then leave without running the parent's cleanup
-                code = 0
-                try:
-                    self.paths["json"].write_bytes(report.to_json(self.analysis))
-                except BaseException as e:  # noqa: BLE001 - whatever it is, say it and never return
-                    print(f"warning: cannot write {self.paths['json']}: {getattr(e, 'strerror', None) or e}",
-                          file=sys.stderr)
-                    code = 1
-                sys.stderr.flush()
-                os._exit(code)
-            self.child = pid
-
-    def finish(self) -> list[str]:
-        """Write the rest and wait for the child; returns the files written."""
-        ok = self.error is None
-        if ok:
-            try:
-                if self.child is None:
-                    self.paths["json"].write_bytes(report.to_json(self.analysis))
-                png = self.paths.get("png")
-                if png is not None:
-                    from .ladder import write_png
-
-                    write_png(self.analysis, png)
-                self.paths["md"].write_text(report.markdown(self.analysis, png.name if png else None),
-                                            encoding="utf-8")
-            except OSError as e:
-                self.error, ok = e, False
-        if self.child is not None:
-            _, status = os.waitpid(self.child, 0)
-            ok = ok and os.waitstatus_to_exitcode(status) == 0
-        if self.error is not None:
-            e = self.error
             print(f"warning: cannot write the report files into {self.out_dir}: {e.strerror or e}", file=sys.stderr)
-        return [str(p) for p in self.paths.values()] if ok else []
-
-
-#: From this many messages on the JSON is written by a child process (below, a fork costs more than it saves).
-FORK_FROM_MESSAGES = 20_000
+            return []
+        return [str(p) for p in self.paths.values()]
 
 
 def run_and_leave() -> None:

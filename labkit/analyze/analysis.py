@@ -47,10 +47,10 @@ class Conversation:
     client_name: str = ""  # MQTT client id, when the connection carried one
     client_sides: tuple = ()  # MQTT: ("publisher",), ("subscriber",) or both
     _memo: dict = field(default_factory=dict, repr=False)
+    index: int = 0  # the connection's number, in order of its first packet
 
-    @property
-    def index(self) -> int:
-        return self.conn.index
+    def __post_init__(self) -> None:
+        self.index = self.conn.index
 
     @property
     def label(self) -> str:
@@ -104,25 +104,25 @@ class Conversation:
 
     def _teardown(self) -> dict:
         cd, sd = self.direction(True), self.direction(False)
-        resets = [(d.rst, who) for d, who in ((cd, "client"), (sd, "server")) if d.rst]
-        if resets:
-            (t, frame), who = min(resets)
+        if cd.rst or sd.rst:
+            (t, frame), who = min((d.rst, who) for d, who in ((cd, "client"), (sd, "server")) if d.rst)
             return {"kind": "reset", "by": who, "time": t, "frame": frame}
-        fins = sorted((d.fin, who) for d, who in ((cd, "client"), (sd, "server")) if d.fin)
-        if not fins:
+        if not (cd.fin or sd.fin):
             return {"kind": "open"}
-        (t1, f1), first = fins[0]
-        out = {"kind": "fin", "initiator": first, "first_fin": t1, "first_fin_frame": f1}
-        if len(fins) == 2:
-            out["second_fin"], out["second_fin_frame"] = fins[1][0]
-            if self.conn.last_ack:
-                out["last_ack"], out["last_ack_frame"] = self.conn.last_ack[0], self.conn.last_ack[1]
-                out["duration"] = self.conn.last_ack[0] - t1
+        if cd.fin and sd.fin:
+            (first, f1), (second, f2) = (cd.fin, sd.fin) if cd.fin <= sd.fin else (sd.fin, cd.fin)
+            out = {"kind": "fin", "initiator": "client" if cd.fin <= sd.fin else "server", "first_fin": first,
+                   "first_fin_frame": f1, "second_fin": second, "second_fin_frame": f2}
+            last = self.conn.last_ack
+            if last:
+                out["last_ack"], out["last_ack_frame"] = last[0], last[1]
+                out["duration"] = last[0] - first
             else:
-                out["duration"] = fins[1][0][0] - t1
-        else:
-            out["half_closed"] = True
-        return out
+                out["duration"] = second - first
+            return out
+        t, frame = cd.fin or sd.fin
+        return {"kind": "fin", "initiator": "client" if cd.fin else "server", "first_fin": t,
+                "first_fin_frame": frame, "half_closed": True}
 
 
 @dataclass
@@ -144,10 +144,6 @@ class Analysis:
     _latency: list | None = field(default=None, repr=False)
     _totals: dict | None = field(default=None, repr=False)
     memo: dict = field(default_factory=dict, repr=False)  # what the report builders computed once
-
-    @property
-    def pairs(self) -> list[Message]:
-        return [m for m in self.messages if m.request is not None]
 
     def latency_stats(self) -> list[dict]:
         if self._latency is None:
@@ -295,7 +291,7 @@ def build(cap: CaptureRead, progress: Callable[[int, int], None] | None = None) 
             kinds = {m.kind for m in msgs if m.from_client}
             conv.client_sides = tuple(side for side, kind in (("publisher", "PUBLISH"), ("subscriber", "SUBSCRIBE"))
                                       if kind in kinds)
-            conv.client_name = next((m.fields["client_id"] for m in msgs if m.kind == "CONNECT"), "")
+            conv.client_name = next((m.fields.get("client_id", "") for m in msgs if m.kind == "CONNECT"), "")
         else:
             msgs, notes = decode_lines.decode(conn.index, cs, sc)
         for stream, who in ((cs, "client"), (sc, "server")):
@@ -322,8 +318,8 @@ def _relays(messages: list[Message], convs: list[Conversation]) -> None:
         return
     last: dict = {}
     for m in messages:  # in capture order
-        if m.kind == "PUBLISH" and m.protocol == "MQTT":
-            key = (broker[m.conversation], m.fields["topic"], m.fields["payload"])
+        if m.kind == "PUBLISH" and m.protocol == "MQTT" and "topic" in m.fields:
+            key = (broker[m.conversation], m.fields["topic"], m.fields.get("payload"))
             if m.from_client:
                 last[key] = m
             else:

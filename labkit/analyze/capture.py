@@ -143,14 +143,17 @@ class _Table:
         self.r = result
         self.conns: dict = {}  # key bytes (src ip, dst ip, src port, dst port) -> Direction
         self.t0_ns: int | None = None
+        self.names: dict = {}  # address bytes -> text, each formatted once
 
     def new(self, key: bytes, ts: int, frame: int) -> Direction:
         """A new connection whose first packet has `key`."""
         alen = (len(key) - 4) // 2
         src, dst = key[:alen], key[alen:2 * alen]
         sport, dport = struct.unpack_from(">HH", key, 2 * alen)
-        conn = Connection(len(self.r.connections) + 1, (_ip_text(src), sport), (_ip_text(dst), dport), ts, frame,
-                          4 if alen == 4 else 6)
+        names = self.names
+        a = names.get(src) or names.setdefault(src, _ip_text(src))
+        b = names.get(dst) or names.setdefault(dst, _ip_text(dst))
+        conn = Connection(len(self.r.connections) + 1, (a, sport), (b, dport), ts, frame, 4 if alen == 4 else 6)
         self.r.connections.append(conn)
         self.conns[key] = conn.ab
         self.conns[dst + src + key[2 * alen + 2:] + key[2 * alen:2 * alen + 2]] = conn.ba

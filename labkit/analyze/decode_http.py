@@ -37,11 +37,10 @@ def looks_like_response(data: bytes) -> bool:
 
 
 class _Raw:
-    __slots__ = ("start", "end", "first_line", "headers", "body", "complete")
+    __slots__ = ("start", "end", "first_line", "headers", "body")
 
-    def __init__(self, start, end, first_line, headers, body, complete=True):
+    def __init__(self, start, end, first_line, headers, body):
         self.start, self.end, self.first_line, self.headers, self.body = start, end, first_line, headers, body
-        self.complete = complete
 
 
 def _parse(data: bytes, requests: bool, methods: list[str] | None = None, closed: bool = True) -> tuple[list, int]:
@@ -65,11 +64,7 @@ def _parse(data: bytes, requests: bool, methods: list[str] | None = None, closed
             break
         if not requests and not first.startswith("HTTP/1."):
             break
-        headers: dict[str, str] = {}
-        for name, value in _HEADER.findall(head):
-            name = name.strip().lower()
-            if name not in headers:  # the first of a repeated header counts
-                headers[name] = value.rstrip()
+        headers = {name.strip().lower(): value.rstrip() for name, value in _HEADER.findall(head)}
         body_start = head_end + 4
         status = 0
         if not requests:
@@ -86,9 +81,9 @@ def _parse(data: bytes, requests: bool, methods: list[str] | None = None, closed
             if got is None:
                 break
             body, end = got
-        elif "content-length" in headers:
+        elif (length := headers.get("content-length")) is not None:
             try:
-                n = int(headers["content-length"])
+                n = int(length)
             except ValueError:
                 break
             end = body_start + n
@@ -133,13 +128,11 @@ def _dechunk(data: bytes, pos: int):
 
 def _body_text(raw: _Raw) -> str:
     body = raw.body
-    headers = raw.headers
-    if "content-encoding" not in headers:  # the usual case: JSON, XML or text in UTF-8
-        ctype = headers.get("content-type", "")
-        if ("json" in ctype or "xml" in ctype or ctype.startswith("text/")) and \
-                ("charset" not in ctype or "utf-8" in ctype.lower()):
-            return body.decode("utf-8", "backslashreplace")
-    enc = headers.get("content-encoding", "").lower()
+    enc = raw.headers.get("content-encoding", "").lower()
+    ctype = raw.headers.get("content-type", "").lower()
+    if not enc and ("json" in ctype or "xml" in ctype or ctype.startswith("text/")) and \
+            ("charset" not in ctype or "utf-8" in ctype):  # the usual case: JSON, XML or text in UTF-8
+        return body.decode("utf-8", "backslashreplace")
     try:
         if enc == "gzip":
             body = zlib.decompress(body, 16 + zlib.MAX_WBITS)
@@ -147,7 +140,6 @@ def _body_text(raw: _Raw) -> str:
             body = zlib.decompress(body)
     except zlib.error:
         return f"<{len(raw.body)} bytes, {enc} that does not decompress>"
-    ctype = raw.headers.get("content-type", "").lower()
     charset = "utf-8"
     if "charset=" in ctype:
         charset = ctype.split("charset=", 1)[1].split(";")[0].strip().strip('"') or "utf-8"
@@ -167,7 +159,7 @@ def _is_text(body: bytes, ctype: str) -> bool:
 
 def _is_soap(raw: _Raw) -> bool:
     ctype = raw.headers.get("content-type", "").lower()
-    if "soapaction" in raw.headers or "soap" in ctype:
+    if "soap" in ctype or "soapaction" in raw.headers:
         return True
     return ("xml" in ctype or raw.body.lstrip()[:1] == b"<") and b"Envelope" in raw.body[:2048]
 
@@ -226,7 +218,7 @@ def _request(conn: int, stream: Stream, raw: _Raw) -> Message:
     if body and protocol == "HTTP":
         summary += " " + short(body, 60)
     return Message(t, frame, conn, True, protocol, "request", summary, raw.end - raw.start, fields,
-                   first_frame=first_frame, _offset=raw.start)
+                   first_frame, raw.start)
 
 
 def _response(conn: int, stream: Stream, raw: _Raw) -> Message:
@@ -253,7 +245,7 @@ def _response(conn: int, stream: Stream, raw: _Raw) -> Message:
     if body and protocol == "HTTP" and "wsdl" not in fields:
         summary += " " + short(body, 60)
     return Message(t, frame, conn, False, protocol, "response", summary, raw.end - raw.start, fields,
-                   first_frame=first_frame, _offset=raw.start)
+                   first_frame, raw.start)
 
 
 def _pair_label(req: Message) -> str:

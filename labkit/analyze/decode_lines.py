@@ -22,11 +22,11 @@ _CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # control character
 SNIFF_BYTES = 4096
 
 
-def _text_lines(data: bytes) -> bool:
-    """Printable UTF-8 split by newlines (a cut multi-byte character at the end is fine)."""
+def _text(data: bytes, whole_lines: bool) -> bool:
+    """Printable UTF-8 (a multi-byte character cut at the end is fine); with `whole_lines`, at least one line."""
     if not data:
         return True
-    if b"\n" not in data:
+    if whole_lines and b"\n" not in data:
         return False
     if _CONTROL.search(data):
         return False
@@ -38,16 +38,20 @@ def _text_lines(data: bytes) -> bool:
 
 
 def looks_like_lines(cs: bytes, sc: bytes, lab_port: bool) -> bool:
-    """Client and server both send text lines, and the server answers like the lab's servers do.
+    """The server answers in text lines like the lab's servers do.
 
-    Without a lab port the server's first line must carry one of the lab's
-    prefixes (so an unknown text protocol is not claimed); an invalid UTF-8
-    line from the client is fine, since the server answers it with an error.
+    Without a lab port the server's first line must start with one of the lab's
+    prefixes (so an unknown text protocol is not claimed). The client's side is
+    not judged: a line too long or not UTF-8 is what the server answers with `Error:`.
     """
     cs, sc = cs[:SNIFF_BYTES], sc[:SNIFF_BYTES]
-    if not sc.startswith(KNOWN_PREFIXES):
-        return lab_port and _text_lines(sc) and (bool(sc) or b"\n" in cs)
-    return _text_lines(sc) and (b"\n" in cs or not cs)
+    if sc.startswith(KNOWN_PREFIXES):
+        return _text(sc, whole_lines=False)
+    if not lab_port:
+        return False
+    if sc:
+        return _text(sc, whole_lines=len(sc) < SNIFF_BYTES)
+    return _text(cs, whole_lines=False)
 
 
 def decode(conn: int, cs: Stream, sc: Stream) -> tuple[list[Message], list[str]]:
@@ -73,7 +77,7 @@ def decode(conn: int, cs: Stream, sc: Stream) -> tuple[list[Message], list[str]]
                 text = preview(text)
             t, frame, first_frame = span(start, end)
             messages.append(Message(t, frame, conn, from_client, "LINE", kind, text, end - start,
-                                    {"text": text, "bytes": end - start}, first_frame=first_frame, _offset=start))
+                                    {"text": text, "bytes": end - start}, first_frame, start))
             start = end
     messages.sort(key=_order)
     pending: list[Message] = []

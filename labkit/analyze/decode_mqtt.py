@@ -243,7 +243,7 @@ def decode(conn: int, cs: Stream, sc: Stream) -> tuple[list[Message], list[str]]
             fields, summary = {"type": name, "malformed": True}, f"{name} (malformed)"
         when, frame, first_frame = stream.span(off, end)
         messages.append(Message(when, frame, conn, from_client, "MQTT", name, summary, end - off, fields,
-                                first_frame=first_frame, _offset=off))
+                                first_frame, off))
     messages.sort(key=_order)
     _pair(messages)
     return messages, notes

@@ -26,12 +26,12 @@ class Message:
     size: int  # bytes of the stream it occupies (headers and body)
     fields: dict  # what it carries, decoded (method, uri, status, topic, payload, text, ...)
     first_frame: int = 0  # the frame carrying its first byte
+    _offset: int = 0  # where it starts in its direction's stream (decoders pass both positionally: faster)
     number: int = 0  # its position in the whole capture's message list (1-based)
     reply_to: int | None = None  # number of the request it answers
     latency: float | None = None  # seconds from that request to this message
     forwarded_from: int | None = None  # MQTT: number of the PUBLISH the broker forwarded here
     server_initiated: bool = False  # a line the server sent on its own (an upcall)
-    _offset: int = 0  # where it starts in its direction's stream
     _request: Message | None = None
     _source: Message | None = None
     _pair_label: str = ""  # what kind of exchange it completes, e.g. "HTTP GET /add -> response"
@@ -66,7 +66,7 @@ def preview(text: str, limit: int = BODY_PREVIEW_CHARS) -> str:
 
 def printable(data: bytes) -> str:
     """UTF-8 text, with anything that is not valid UTF-8 shown escaped (\\xNN)."""
-    return data.decode("utf-8", errors="backslashreplace")
+    return data.decode("utf-8", "backslashreplace")
 
 
 def short(text: str, limit: int = 80) -> str:

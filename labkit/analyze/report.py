@@ -11,7 +11,7 @@ from .model import Message, short
 #: Messages listed in the terminal and Markdown reports before "... N more" (the JSON has all of them).
 MAX_LISTED_MESSAGES = 1000
 #: Arrows in the Mermaid diagram and the PNG ladder before "... N more" (readable pictures stay small).
-MAX_DIAGRAM_MESSAGES = 60
+MAX_DIAGRAM_MESSAGES = 40
 #: Participants (columns) in the pictures: conversations that would need more are left off.
 MAX_DIAGRAM_PARTICIPANTS = 6
 #: The JSON is indented for people up to this many messages, compact (smaller, faster) above.
@@ -191,18 +191,17 @@ def to_dict(a: Analysis) -> dict:
     cap = a.capture
     convs = []
     for c in a.conversations:
-        pc, ps = c.packets
-        bc, bs = c.wire_bytes
-        yc, ys = c.payload_bytes
+        cd, sd = c.direction(True), c.direction(False)
+        conn = c.conn
         convs.append({
             "index": c.index, "protocol": c.label, "recognised_by": c.detected_by,
             "client": {"ip": c.client[0], "port": c.client[1]},
             "server": {"ip": c.server[0], "port": c.server[1], "role": role_of(c, False)},
             "client_id": c.client_name or None,
-            "packets": {"client_to_server": pc, "server_to_client": ps},
-            "wire_bytes": {"client_to_server": bc, "server_to_client": bs},
-            "payload_bytes": {"client_to_server": yc, "server_to_client": ys},
-            "start": c.conn.first_time, "end": c.conn.last_time, "duration": c.duration,
+            "packets": {"client_to_server": cd.packets, "server_to_client": sd.packets},
+            "wire_bytes": {"client_to_server": cd.wire_bytes, "server_to_client": sd.wire_bytes},
+            "payload_bytes": {"client_to_server": len(c.cs.data), "server_to_client": len(c.sc.data)},
+            "start": conn.first_time, "end": conn.last_time, "duration": conn.last_time - conn.first_time,
             "handshake": c.handshake(), "teardown": c.teardown(), "messages": len(c.messages), "notes": c.notes,
         })
     return {
@@ -232,8 +231,9 @@ def to_json(a: Analysis) -> bytes:
 # --- Markdown + Mermaid ---------------------------------------------------------------------------------
 
 def _participant_keys(c: Conversation) -> tuple[tuple, str, tuple, str]:
-    client_key = ("client", c.client[0], c.client_name or "")
-    client_label = f"{c.client_name} {c.client[0]}" if c.client_name else f"client {c.client[0]}"
+    role = " and ".join(c.client_sides) or "client"  # MQTT: publisher, subscriber
+    client_key = ("client", c.client[0], c.client_name or "", role)
+    client_label = f"{role} {c.client_name} {c.client[0]}" if c.client_name else f"{role} {c.client[0]}"
     return client_key, client_label, ("server", c.server), f"{role_of(c, False)} {endpoint(c.server)}"
 
 
@@ -348,7 +348,7 @@ def mermaid(a: Analysis, limit: int = MAX_DIAGRAM_MESSAGES) -> str:
         src = ids[(e["conv"], e["from_client"])]
         dst = ids[(e["conv"], not e["from_client"])]
         arrow = "-->>" if e["tcp"] else ("-)" if e.get("server_initiated") else "->>")
-        text = e["text"] if e["tcp"] else f"#{e['number']} {e['text']}"
+        text = e["text"] if e["tcp"] else f"[{e['number']}] {e['text']}"
         lines.append(f"    {src}{arrow}{dst}: {_mermaid_text(text)}")
     if cut:
         lines.append(f"    Note over {order[0][0]}: ... and {cut} more messages (see the report)")

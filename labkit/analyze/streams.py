@@ -19,30 +19,19 @@ _HALF = 1 << 31
 class Stream:
     """One direction's reassembled bytes and the time/frame at which each part arrived."""
 
-    __slots__ = ("data", "ends", "times", "frames", "gap", "retransmitted", "_t0")
+    __slots__ = ("data", "ends", "times", "frames", "gap", "retransmitted")
 
-    def __init__(self, data: bytes = b"", ends=(), times=(), frames=(), gap: int | None = None,
-                 retransmitted: int = 0):
+    def __init__(self, data: bytes = b"", ends: list | None = None, times: list | None = None,
+                 frames: list | None = None, gap: int | None = None, retransmitted: int = 0):
         self.data = data
-        self.ends = list(ends)  # stream offset just past each arriving piece, increasing
-        self.times = list(times)  # seconds since the capture's first packet
-        self.frames = list(frames)
+        self.ends = ends if ends is not None else []  # stream offset just past each arriving piece, increasing
+        self.times = times if times is not None else []  # seconds since the capture's first packet
+        self.frames = frames if frames is not None else []
         self.gap = gap  # offset where data is missing from the capture, if any
         self.retransmitted = retransmitted  # segments that repeated bytes already seen
 
     def __len__(self) -> int:
         return len(self.data)
-
-    def arrival(self, end: int) -> tuple[float, int]:
-        """(time, frame) at which the byte just before offset `end` had arrived."""
-        i = bisect_left(self.ends, end)
-        if i >= len(self.ends):
-            i = len(self.ends) - 1
-        return self.times[i], self.frames[i]
-
-    def first_arrival(self, start: int) -> tuple[float, int]:
-        """(time, frame) of the segment carrying the byte at offset `start`."""
-        return self.arrival(start + 1)
 
     def span(self, start: int, end: int) -> tuple[float, int, int]:
         """For the bytes start..end: (time the last one arrived, its frame, the frame of the first one)."""

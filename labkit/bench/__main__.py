@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import shutil
 import time
 from datetime import datetime
@@ -68,6 +69,7 @@ def main() -> int:
     logdir.mkdir(exist_ok=True)
     started = datetime.now().astimezone()
     began = time.monotonic()
+    load_before = os.getloadavg()[0]
     steps = sum(mqtt.steps(settings) if p == "mqtt" else http.steps(settings) if p in http.CASES
                 else lines.steps(settings, p) for p in protocols)
     progress = Progress(steps)
@@ -83,12 +85,15 @@ def main() -> int:
         else:
             rows += mqtt.run(settings, progress, logdir)
     seconds = time.monotonic() - began
+    # The machine's load average before and after: other work on the same cores is noise in every figure.
+    load = (load_before, os.getloadavg()[0])
 
     title = (f"make bench, {started:%Y-%m-%d %H:%M %Z}, {report.machine()['cpus']} cores "
-             f"(load generator and servers share them); median of {settings.rounds} rounds")
+             f"(load generator and servers share them), load average {load[0]:.1f} before, {load[1]:.1f} after; "
+             f"median of {settings.rounds} rounds")
     text = f"{title}\n\n{report.table(rows)}\n\n{report.legend(rows)}\n"
     (out / "bench.md").write_text(text, encoding="utf-8")
-    report.save_json(out / "bench.json", rows, settings, started.isoformat(timespec="seconds"), seconds)
+    report.save_json(out / "bench.json", rows, settings, started.isoformat(timespec="seconds"), seconds, load)
     report.save_chart(out / "bench.png", rows, title)
     print(text)
     progress.say(f"done in {seconds:.0f} s: {out / 'bench.md'}, {out / 'bench.json'}, {out / 'bench.png'}")

@@ -55,8 +55,10 @@ def legend(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
-def save_json(path: Path, rows: Sequence[Row], settings: Settings, started: str, seconds: float) -> None:
-    data = {"date": started, "seconds": round(seconds, 1), "machine": machine(), "settings": asdict(settings),
+def save_json(path: Path, rows: Sequence[Row], settings: Settings, started: str, seconds: float,
+              load: tuple[float, float]) -> None:
+    data = {"date": started, "seconds": round(seconds, 1), "machine": machine(),
+            "load_average": {"before": load[0], "after": load[1]}, "settings": asdict(settings),
             "rows": [r.to_json() for r in rows]}
     path.write_text(json.dumps(without_nan(data), indent=2, allow_nan=False) + "\n", encoding="utf-8")
 

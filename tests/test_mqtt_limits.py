@@ -1,0 +1,81 @@
+"""The broker limits in mqtt/mosquitto.conf are real: an oversize PUBLISH and one client too many are refused.
+
+The shipped config runs on a free 127.0.0.1 port; the limits are read from the file, not restated here.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+
+from conftest import free_port
+
+from labkit.procs import REPO
+
+HOST = "127.0.0.1"
+SHIPPED = (REPO / "mqtt" / "mosquitto.conf").read_text(encoding="utf-8")
+
+
+def limit(name: str) -> int:
+    m = re.search(rf"^{name} (\d+)$", SHIPPED, re.M)
+    assert m, f"mqtt/mosquitto.conf sets no {name}"
+    return int(m.group(1))
+
+
+def shipped_broker(spawn, tmp_path):
+    port = free_port()
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(re.sub(r"^listener 1883$", f"listener {port} {HOST}", SHIPPED, flags=re.M), encoding="utf-8")
+    broker = spawn(["mosquitto", "-c", str(conf)], label="mosquitto", prefix=["stdbuf", "-oL"])
+    broker.wait_for(r"mosquitto version .* running", timeout=10)
+    return broker, port
+
+
+def mqtt_connect_packet(client_id: str) -> bytes:
+    """A minimal MQTT 3.1.1 CONNECT (clean session, keep-alive 60 s)."""
+    cid = client_id.encode()
+    body = b"\x00\x04MQTT\x04\x02\x00\x3c" + len(cid).to_bytes(2, "big") + cid
+    return bytes([0x10, len(body)]) + body
+
+
+def test_publish_larger_than_max_packet_size_is_refused_and_others_still_flow(spawn, tmp_path):
+    broker, port = shipped_broker(spawn, tmp_path)
+    sub = spawn.script("mqtt", "sub.py", "--host", HOST, "--port", str(port), "--topic", "lab/limits",
+                       "--log", str(tmp_path / "log.txt"), "--count", "1")
+    sub.wait_for("Subscribed")
+    oversize = "x" * (limit("max_packet_size") + 1024)
+    subprocess.run(["mosquitto_pub", "-h", HOST, "-p", str(port), "-t", "lab/limits", "-s"],
+                   input=oversize, text=True, timeout=10, check=False)
+    broker.wait_for(r"disconnected due to oversize packet")
+    subprocess.run(["mosquitto_pub", "-h", HOST, "-p", str(port), "-t", "lab/limits", "-m", "small"],
+                   timeout=10, check=True)
+    assert sub.wait(15) == 0, sub.output
+    assert [line for line in sub.lines if line.startswith("Received message:")] == [
+        "Received message: small (Topic: lab/limits)"]
+
+
+def test_one_client_beyond_max_connections_is_refused(spawn, tmp_path):
+    broker, port = shipped_broker(spawn, tmp_path)
+    most = limit("max_connections")
+    conns: list[socket.socket] = []
+    try:
+        for i in range(most + 2):  # Mosquitto 2.0 admits max_connections + 1 before it refuses
+            s = socket.create_connection((HOST, port), timeout=5)
+            s.sendall(mqtt_connect_packet(f"limit-{i}"))
+            conns.append(s)
+        broker.wait_for(r"denied: max_connections exceeded")
+        answered = 0
+        for s in conns:
+            try:
+                answered += s.recv(4)[:1] == b"\x20"  # CONNACK
+            except OSError:
+                pass
+        assert most <= answered < len(conns)
+    finally:
+        for s in conns:
+            s.close()
+    # everyone else is still served once the crowd has gone
+    done = subprocess.run(["mosquitto_pub", "-h", HOST, "-p", str(port), "-t", "lab/limits", "-m", "after"],
+                          timeout=10, check=False)
+    assert done.returncode == 0
