@@ -738,6 +738,34 @@ def test_a_truncated_capture_reports_what_was_readable_and_says_so(tmp_path, fmt
     assert done.returncode == 2 and "Traceback" not in done.stderr and "truncated" in done.stderr
 
 
+@pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
+def test_damaged_captures_give_a_report_or_a_clear_error_never_an_exception(tmp_path, fmt):
+    from labkit.analyze import CaptureError, ladder, report
+
+    source = tmp_path / f"lab.{fmt}"
+    write_lab_mix(source, 300, pcapng=fmt == "pcapng")
+    data = source.read_bytes()
+    rng = random.Random(11)
+    damaged = tmp_path / f"damaged.{fmt}"
+    outcomes = {"report": 0, "error": 0}
+    for i in range(120):  # bounded: random bytes overwritten, sometimes cut short too
+        b = bytearray(data)
+        for _ in range(rng.randint(1, 40)):
+            b[rng.randrange(len(b))] = rng.randrange(256)
+        damaged.write_bytes(bytes(b[: rng.randrange(len(b))] if rng.random() < 0.3 else b))
+        try:
+            a = analyze(damaged)
+        except CaptureError as e:
+            assert str(e) and "\n" not in str(e)
+            outcomes["error"] += 1
+            continue
+        report.text(a), report.to_json(a), report.markdown(a)
+        if i % 30 == 0:
+            ladder.write_png(a, tmp_path / "damaged.png")
+        outcomes["report"] += 1
+    assert outcomes["report"] > 60  # most damage stays inside packets: still a report
+
+
 def test_unrelated_traffic_is_left_out_without_a_traceback(spawn, tmp_path, recorder):
     need("nc")
     tcp_port, udp_port = free_port(), free_port()

@@ -10,10 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from .analysis import Analysis
+from .decode_lines import SERVER_INITIATED
 from .report import MAX_DIAGRAM_MESSAGES, diagram_events, participants
 
-COLOURS = {"tcp": (128, 128, 128), "request": (31, 95, 191), "reply": (46, 139, 87), "upcall": (210, 105, 30),
-           "text": (30, 30, 30), "muted": (100, 100, 110), "lifeline": (160, 160, 175), "box": (238, 242, 248)}
+# Web-safe colours: the picture is saved with the 216-colour web palette (quick, and small files).
+COLOURS = {"tcp": (153, 153, 153), "request": (0, 102, 204), "reply": (0, 153, 51), "upcall": (204, 102, 0),
+           "text": (51, 51, 51), "muted": (102, 102, 102), "lifeline": (204, 204, 204), "box": (255, 255, 255),
+           "outline": (102, 102, 153)}
+LEGEND = (("TCP", "tcp"), ("request", "request"), ("reply", "reply"), ("server-initiated", "upcall"))
 ROW = 24  # pixels between two arrows
 COLUMN = 300  # pixels between two participants
 LEFT = 120  # the time column
@@ -60,13 +64,20 @@ def write_png(a: Analysis, path: str | Path, limit: int = MAX_DIAGRAM_MESSAGES) 
     column = {pid: i for i, (pid, _label) in enumerate(order)}
     ncols = max(len(order), 1)
     nrows = len(events) + (1 if cut else 0)
-    width = LEFT + COLUMN * ncols
+    font, big = _fonts()
+    n = len(a.conversations)
+    title = f"{a.capture.path.name}: {len(a.messages)} messages in {n} conversation{'' if n == 1 else 's'}"
+    legend_width = sum(font.getlength(t) + 24 for t, _ in LEGEND)
+    width = int(max(LEFT + COLUMN * ncols, big.getlength(title) + legend_width + 50))
     height = TOP + ROW * (nrows + 1) + 20
     img = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(img)
-    font, big = _fonts()
-    title = f"{a.capture.path.name}: {len(a.messages)} messages in {len(a.conversations)} conversations"
     draw.text((10, 10), title, fill=COLOURS["text"], font=big)
+    x = width - 10 - legend_width
+    for label, colour in LEGEND:  # what the colours mean
+        draw.line([(x, 20), (x + 14, 20)], fill=COLOURS[colour], width=3)
+        draw.text((x + 18, 20), label, fill=COLOURS[colour], font=font, anchor="lm")
+        x += font.getlength(label) + 24
 
     def x_of(col: int) -> float:
         return LEFT + COLUMN * col + COLUMN / 2
@@ -76,7 +87,7 @@ def write_png(a: Analysis, path: str | Path, limit: int = MAX_DIAGRAM_MESSAGES) 
         label = _fit(label, font, COLUMN - 30)
         w = font.getlength(label)
         draw.rounded_rectangle([x - w / 2 - 8, 44, x + w / 2 + 8, 70], radius=6, fill=COLOURS["box"],
-                               outline=(102, 119, 136))
+                               outline=COLOURS["outline"])
         draw.text((x, 57), label, fill=COLOURS["text"], font=font, anchor="mm")
         draw.line([(x, 70), (x, height - 10)], fill=COLOURS["lifeline"], width=1)
     if not order:
@@ -92,7 +103,7 @@ def write_png(a: Analysis, path: str | Path, limit: int = MAX_DIAGRAM_MESSAGES) 
         else:
             colour = COLOURS["upcall"] if e.get("server_initiated") else \
                 COLOURS["request"] if e["from_client"] else COLOURS["reply"]
-            text = f"#{e['number']} {e['text']}"
+            text = f"#{e['number']} {e['text'].replace(SERVER_INITIATED, '')}"
         draw.text((10, y), f"{e['time']:.6f}", fill=COLOURS["muted"], font=font, anchor="lm")
         _arrow(draw, src, dst, y, colour, e["tcp"])
         text = _fit(text, font, max(abs(dst - src) - 10, COLUMN - 20))
@@ -101,6 +112,5 @@ def write_png(a: Analysis, path: str | Path, limit: int = MAX_DIAGRAM_MESSAGES) 
         draw.text((10, TOP + ROW * (len(events) + 1)), f"... and {cut} more messages: see the report",
                   fill=COLOURS["muted"], font=font, anchor="lm")
     path = Path(path)
-    # a few colours on white: a 64-colour palette keeps the anti-aliased text and is quicker to compress
-    img.quantize(colors=64, method=Image.Quantize.FASTOCTREE).save(path, compress_level=1)
+    img.convert("P", palette=Image.Palette.WEB, dither=Image.Dither.NONE).save(path, compress_level=1)
     return path
