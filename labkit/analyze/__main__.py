@@ -39,16 +39,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class Progress:
-    """A tqdm bar on stderr over the bytes of the capture, then over its connections."""
+    """tqdm bars on stderr: the bytes of the capture read, then the connections decoded."""
 
     def __init__(self, total_bytes: int, enabled: bool):
         self.enabled = enabled
-        self.bar = None
-        if enabled:
-            from tqdm import tqdm
+        self.bar = self._bar("reading", total_bytes, "B", True) if enabled else None
 
-            self.bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc="reading", file=sys.stderr,
-                            mininterval=0.2, leave=False, dynamic_ncols=True)
+    @staticmethod
+    def _bar(desc: str, total: int, unit: str, scale: bool):
+        from tqdm import tqdm
+
+        return tqdm(total=total, unit=unit, unit_scale=scale, desc=desc, file=sys.stderr, mininterval=0.2,
+                    leave=False, dynamic_ncols=True)
 
     def __call__(self, done: int, total: int) -> None:
         if self.bar is not None:
@@ -58,9 +60,8 @@ class Progress:
 
     def stage(self, name: str, total: int) -> None:
         if self.bar is not None:
-            self.bar.reset(total=total)
-            self.bar.unit, self.bar.unit_scale = "it", False
-            self.bar.set_description(name, refresh=False)
+            self.bar.close()
+            self.bar = self._bar(name, total, " connections", False)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -304,8 +304,7 @@ def build(cap: CaptureRead, progress: Callable[[int, int], None] | None = None) 
     messages.sort(key=attrgetter("time", "frame", "conversation", "_offset"))
     for i, m in enumerate(messages, 1):
         m.number = i
-    for m in messages:
-        if m.request is not None:
+        if m.request is not None:  # a request comes before its answer, so it has its number already
             m.reply_to = m.request.number
     _relays(messages, recognised)
     return Analysis(cap, recognised, unrecognised, messages, _hosts(recognised), warnings)

@@ -361,6 +361,8 @@ def _scan(buf, size: int, result: CaptureRead, table: _Table, progress) -> None:
                 if packet is None:
                     continue
                 ts, (link, l2, fast), p, caplen, wirelen = packet
+                if ts is None:  # a Simple Packet Block has no time: it gets the previous packet's
+                    ts = last if last is not None else 0
         else:
             if off + 16 > size:
                 result.truncated = (f"the capture ends inside the header of packet {n + 1} "
@@ -427,8 +429,6 @@ class _PcapngBlocks:
         self.interfaces: list = []  # (link tuple, ns per unit numerator, denominator)
         self.endian = "<"
         self.head = struct.Struct("<IIIIIII").unpack_from  # block type, length, then an EPB's first fields
-        self.packets = 0  # packets seen in the blocks handled here
-        self.last_ts = 0
 
     def interface(self, index: int) -> tuple:
         try:
@@ -484,17 +484,15 @@ class _PcapngBlocks:
         elif btype == 6 and blen >= 32:  # an Enhanced Packet Block whose captured length overflows its block
             iface, ts_hi, ts_lo, caplen, wirelen = struct.unpack_from(e + "IIIII", buf, off + 8)
             link, num, den = self.interface(iface)
-            self.last_ts = ((ts_hi << 32) | ts_lo) * num // den
-            packet = (self.last_ts, link, off + 28, min(caplen, blen - 32), wirelen)
+            packet = (((ts_hi << 32) | ts_lo) * num // den, link, off + 28, min(caplen, blen - 32), wirelen)
         elif btype == 3 and blen >= 16:  # Simple Packet Block: no timestamp of its own
             wirelen = struct.unpack_from(e + "I", buf, off + 8)[0]
             link = self.interface(0)[0]
-            packet = (self.last_ts, link, off + 12, min(wirelen, blen - 16), wirelen)
+            packet = (None, link, off + 12, min(wirelen, blen - 16), wirelen)  # the caller uses the last time
         elif btype == 2 and blen >= 32:  # obsolete Packet Block
             iface, _drops, ts_hi, ts_lo, caplen, wirelen = struct.unpack_from(e + "HHIIII", buf, off + 8)
             link, num, den = self.interface(iface)
-            self.last_ts = ((ts_hi << 32) | ts_lo) * num // den
-            packet = (self.last_ts, link, off + 28, min(caplen, blen - 32), wirelen)
+            packet = (((ts_hi << 32) | ts_lo) * num // den, link, off + 28, min(caplen, blen - 32), wirelen)
         return off + blen, packet
 
 

@@ -70,14 +70,17 @@ def decode(conn: int, cs: Stream, sc: Stream) -> tuple[list[Message], list[str]]
         kind = "line" if from_client else "reply"
         start = 0
         span = stream.span
+        size = len(data)
         for part in parts:
-            end = min(start + len(part) + 1, len(data))
+            end = start + len(part) + 1
+            if end > size:  # the last line, without its newline
+                end = size
             text = part.decode("utf-8", "backslashreplace").rstrip("\r")
             if len(text) > BODY_PREVIEW_CHARS:
                 text = preview(text)
             t, frame, first_frame = span(start, end)
             messages.append(Message(t, frame, conn, from_client, "LINE", kind, text, end - start,
-                                    {"text": text, "bytes": end - start}, first_frame, start))
+                                    {"text": text}, first_frame, start))
             start = end
     messages.sort(key=_order)
     pending: list[Message] = []

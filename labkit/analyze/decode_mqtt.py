@@ -125,7 +125,7 @@ def _packet(data: bytes, b0: int, start: int, end: int, level: int) -> tuple[str
     t = b0 >> 4
     name = NAMES.get(t, f"reserved type {t}")
     r = _Reader(data, start, end)
-    f: dict = {"type": name}
+    f: dict = {}
     if t == 1:
         f["protocol_name"] = r.text()
         f["protocol_level"] = level = r.u8()
@@ -221,7 +221,7 @@ def decode(conn: int, cs: Stream, sc: Stream) -> tuple[list[Message], list[str]]
                 qos = (b0 >> 1) & 3
                 p = start + 2 + ((data[start] << 8) | data[start + 1])
                 topic = data[start + 2:p].decode("utf-8", "backslashreplace")
-                fields = {"type": name, "qos": qos, "retain": bool(b0 & 1), "dup": bool(b0 & 8), "topic": topic}
+                fields = {"topic": topic, "qos": qos, "retain": bool(b0 & 1), "dup": bool(b0 & 8)}
                 pid = ""
                 if qos:
                     fields["packet_id"] = (data[p] << 8) | data[p + 1]
@@ -234,13 +234,13 @@ def decode(conn: int, cs: Stream, sc: Stream) -> tuple[list[Message], list[str]]
             elif t == 4 and end - start == 2:  # PUBACK
                 name = "PUBACK"
                 pid = (data[start] << 8) | data[start + 1]
-                fields = {"type": name, "packet_id": pid}
+                fields = {"packet_id": pid}
                 summary = f"PUBACK id={pid}"
             else:
                 name, fields, summary = _packet(data, b0, start, end, level)
         except (IndexError, struct.error):
             name = NAMES.get(t, "?")
-            fields, summary = {"type": name, "malformed": True}, f"{name} (malformed)"
+            fields, summary = {"malformed": True}, f"{name} (malformed)"
         when, frame, first_frame = stream.span(off, end)
         messages.append(Message(when, frame, conn, from_client, "MQTT", name, summary, end - off, fields,
                                 first_frame, off))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 BODY_PREVIEW_CHARS = 2000
 
 
-@dataclass(slots=True, eq=False)
+@dataclass(eq=False)  # not slots: orjson writes a plain dataclass much faster
 class Message:
     """One application-level message: an HTTP request, an MQTT packet, a text line.
 

@@ -88,7 +88,7 @@ def save_chart(path: Path, rows: Sequence[Row], title: str) -> None:
     for col, protocol in enumerate(protocols):
         mine = [r for r in rows if r.protocol == protocol]
         xs = range(len(mine))
-        labels = [r.load.replace(" clients", " cl.") for r in mine]
+        labels = [r.load.replace(" clients", " cl.").replace(", callbacks both", "\nboth call back") for r in mine]
         top, bottom = axes[0][col], axes[1][col]
         top.bar([x - width / 2 for x in xs], [r.baseline.rate for r in mine], width, label="baseline", color="#9e9e9e")
         top.bar([x + width / 2 for x in xs], [r.ours.rate for r in mine], width, label="ours", color="#1f77b4")
@@ -102,6 +102,7 @@ def save_chart(path: Path, rows: Sequence[Row], title: str) -> None:
         bottom.bar([x - width / 2 for x in xs], [r.baseline.p99_ms for r in mine], width, color="#9e9e9e")
         bottom.bar([x + width / 2 for x in xs], [r.ours.p99_ms for r in mine], width, color="#1f77b4")
         bottom.set_yscale("log")
+        bottom.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
         bottom.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         bottom.yaxis.set_minor_formatter(ticker.NullFormatter())
         bottom.set_ylabel("p99 latency, ms (log)")
