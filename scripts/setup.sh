@@ -61,7 +61,9 @@ if [[ ! -x .venv/bin/python ]]; then
   fi
 fi
 echo "setup: installing Python requirements into .venv"
-.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+# (the filter drops only pip's notes about find-links folders that do not exist on this machine)
+.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt 2>&1 \
+  | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 # make `import labkit` work for every script run with .venv/bin/python
 site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
 pwd > "$site/messaging_lab.pth"
