@@ -8,7 +8,7 @@ PROTOS := rest soap mqtt reqresp upcall
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sort -u | \
-	  awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
+	  awk 'BEGIN {FS = ":.*## "}; {t = $$1; sub(/%/, "<proto>", t); printf "  make %-22s %s\n", t, $$2}'
 
 setup: ## install Mosquitto (as root) and build .venv
 	@scripts/setup.sh demo
