@@ -43,6 +43,9 @@ LISTEN_TIMEOUT = 20.0
 SETTLE_SECONDS = 1.0
 #: Seconds tcpdump gets to write its last packets and exit after SIGINT, before SIGKILL.
 STOP_TIMEOUT = 10.0
+#: tcpdump's capture buffer (-B, KiB). Its default (2 MiB) holds only a few dozen packets of lo's 64 KiB
+#: frames: a burst (the upcall server's callbacks) was dropped by the kernel before tcpdump read it.
+BUFFER_KIB = 32768
 #: Seconds `docker info` may take to prove that a Docker engine answers.
 DOCKER_PROBE_TIMEOUT = 5.0
 #: Name of the capture sidecar service in every compose file (under the compose profile of the same name).
@@ -118,7 +121,8 @@ class Tcpdump:
                  prefix: list[str] | None = None):
         exe = need_tool("tcpdump", "it records the traffic")
         self.interface = interface
-        self.argv = [*(prefix or []), exe, "-i", interface, "-n", "-U", "--immediate-mode", "-w", "-",
+        self.argv = [*(prefix or []), exe, "-i", interface, "-n", "-U", "--immediate-mode", "-B", str(BUFFER_KIB),
+                     "-w", "-",
                      *(bpf_filter or [])]
         self.out = out
         self.stderr_lines: list[str] = []
@@ -207,14 +211,15 @@ def demo_commands(proto: Protocol, kind: str, runtime=None) -> list[str]:
     return lines
 
 
-def comments_for(proto: Protocol, runtime: str, where: str, commands: list[str]) -> list[str]:
+def comments_for(proto: Protocol, runtime: str, where: str, commands: list[str],
+                 made_with: str | None = None) -> list[str]:
     """The capture file comments: what was captured, how, and when (UTC)."""
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return [
         f"Messaging-protocols lab capture of {proto.name}: {proto.title}, port {proto.port}",
         f"Demo: {'; '.join(commands)}",
         f"Runtime: {runtime} ({where})",
-        f"Captured: {when} with `make capture-{proto.name} RUNTIME={runtime}`",
+        f"Captured: {when} with `{made_with or f'make capture-{proto.name} RUNTIME={runtime}'}`",
         f"Decode with the captures/profile Wireshark profile and captures/lineproto.lua "
         f"(make wireshark-{proto.name})",
     ]
@@ -251,8 +256,12 @@ def _give_to_folder_owner(path: Path) -> None:
 # ------------------------------------------------------------------ local and namespace captures
 
 
-def capture_here(proto: Protocol, kind: str, out_dir: Path, echo_line=demo.echo) -> Path:
-    """Capture with processes on this machine: `netns` (a bridge of namespaces) or `local` (lo)."""
+def capture_here(proto: Protocol, kind: str, out_dir: Path, echo_line=demo.echo,
+                 made_with: str | None = None) -> Path:
+    """Capture with processes on this machine: `netns` (a bridge of namespaces) or `local` (lo).
+
+    `made_with` is the command the file comment names (default: `make capture-<proto>`).
+    """
     need_tool("tcpdump", "it records the traffic")
     need_tool("editcap", "it writes the pcapng file and its comment; it comes with tshark")
     if kind == "netns":
@@ -282,7 +291,7 @@ def capture_here(proto: Protocol, kind: str, out_dir: Path, echo_line=demo.echo)
                 stats = dump.stop()
         finally:
             runtime.close()
-        write_pcapng(raw, out, comments_for(proto, kind, where, demo_commands(proto, kind, runtime)))
+        write_pcapng(raw, out, comments_for(proto, kind, where, demo_commands(proto, kind, runtime), made_with))
     _report(proto, out, stats, code)
     return out
 
@@ -290,8 +299,10 @@ def capture_here(proto: Protocol, kind: str, out_dir: Path, echo_line=demo.echo)
 def _report(proto: Protocol, out: Path, stats: CaptureStats, code: int) -> None:
     shown = out.relative_to(REPO) if out.is_relative_to(REPO) else out
     dropped = "" if not stats.dropped else f", {stats.dropped} DROPPED by the kernel (capture again)"
+    opener = (f"make wireshark-{proto.name}" if out == CAPTURES / f"{proto.name}.pcapng"
+              else f"make wireshark-profile, then wireshark -C {PROFILE_NAME} {shown}")
     say(f"=== capture-{proto.name}: {stats.captured if stats.captured is not None else '?'} packets{dropped} "
-        f"-> {shown}; open it with: make wireshark-{proto.name}")
+        f"-> {shown}; open it with: {opener}")
     if code:
         raise cli.LabError(f"the {proto.name} demo failed (exit {code}); what was captured is in {shown}")
 

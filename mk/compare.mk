@@ -1,0 +1,12 @@
+# Comparison: `make compare` runs one workload of N operations (default 100) through all five protocols,
+# captures each and puts them side by side: captures/compare/compare.md (table), .json, .png (chart),
+# and captures/compare/<proto>.pcapng. N=10 for a quick run; RUNTIME=netns (root) for a bridge of namespaces.
+# COMPARE_ARGS passes options on, e.g. COMPARE_ARGS="--free-ports" when a lab port is taken.
+
+COMPARE_ARGS ?=
+compare_flags = $(if $(N),--n $(N)) $(if $(RUNTIME),--runtime $(RUNTIME))
+
+.PHONY: compare
+
+compare: setup-capture ## the five protocols side by side, same N operations each (N=100, RUNTIME=local|netns)
+	$(PY) -m labkit.compare $(compare_flags) $(COMPARE_ARGS)
