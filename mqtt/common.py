@@ -7,6 +7,10 @@ clients connect, retry and reconnect the same way, through `BrokerLink` below.
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
+import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -29,13 +33,71 @@ RECONNECT_MAX_DELAY = 2
 KEEPALIVE = 60  # s: the MQTT keep-alive the clients announce in CONNECT
 CLOSE_GRACE = 0.5  # s: on exit, how long to wait for our DISCONNECT to reach the wire
 
-_say_lock = threading.Lock()
+OUTPUT_DELAY = 0.005  # s: how long a printed or logged line may wait for the lines that follow it
+
+
+class LineWriter:
+    """Whole lines from any thread, in order, written a burst at a time instead of one write() per line.
+
+    A line waits at most OUTPUT_DELAY (nothing a reader can see) for the lines right behind it,
+    so a flood of messages costs a system call every few ms, not one per message. `flush()`
+    writes at once: BrokerLink.close() and interpreter exit call it, so no line is lost at the
+    end, on Ctrl+C or SIGTERM, and none comes after the error line of a failing script.
+    """
+
+    def __init__(self, write: Callable[[str], object], delay: float = OUTPUT_DELAY):
+        self._write = write  # takes a chunk of whole lines, each ending in a newline
+        self._delay = delay
+        self._pending: list[str] = []
+        self._lock = threading.Lock()
+        self._due = threading.Event()
+        self._flusher: threading.Thread | None = None
+        atexit.register(self.flush)
+
+    def write(self, line: str) -> None:
+        with self._lock:
+            self._pending.append(line)
+            if len(self._pending) > 1:  # the flusher is already due: it takes this line too
+                return
+            if self._flusher is None:
+                self._flusher = threading.Thread(target=self._flush_soon, name="line-writer", daemon=True)
+                self._flusher.start()
+        self._due.set()
+
+    def flush(self) -> None:
+        with self._lock:  # held while writing, so chunks from two threads never swap places
+            if self._pending:
+                chunk = "\n".join(self._pending) + "\n"
+                self._pending.clear()
+                self._write(chunk)
+
+    def _flush_soon(self) -> None:
+        while True:
+            self._due.wait()
+            time.sleep(self._delay)
+            self._due.clear()
+            self.flush()
+
+
+def _write_stdout(chunk: str) -> None:
+    try:
+        sys.stdout.write(chunk)
+        sys.stdout.flush()
+    except (OSError, ValueError):  # stdout closed (a pipe whose reader left): nobody to tell
+        pass
+
+
+_console = LineWriter(_write_stdout)
 
 
 def say(line: str) -> None:
     """Print one whole line: paho's network thread and the main thread both print, never mid-line."""
-    with _say_lock:
-        print(line, flush=True)
+    _console.write(line)
+
+
+def flush_output() -> None:
+    """Write every line said so far, now."""
+    _console.flush()
 
 
 def client_parser(description: str) -> argparse.ArgumentParser:
@@ -87,6 +149,37 @@ def printable(payload: bytes) -> str:
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
+def send_without_delay(sock: socket.socket | None) -> None:
+    """TCP_NODELAY on the broker connection: each MQTT packet leaves when paho writes it.
+
+    paho leaves Nagle's algorithm on, which holds a small PUBLISH while an earlier one is still
+    unacknowledged: readings at QoS 0 then waited for the broker's delayed ACK (p99 about 20 ms).
+    """
+    if sock is not None:
+        with contextlib.suppress(OSError):  # the connection is gone already: the next one sets it
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _cork(sock: socket.socket, on: bool) -> None:
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, on)
+
+
+def coalesce_bursts(client: mqtt.Client) -> None:
+    """For a client that writes bursts: send a burst of packets in a few full TCP segments.
+
+    With TCP_NODELAY every packet is a segment of its own, which in a flood costs the sender, the
+    broker and the kernel per segment. paho says when its send queue fills (on_socket_register_write)
+    and when it has written it all (on_socket_unregister_write): the socket is corked in between, and
+    uncorking sends the rest at once, so a lone reading still waits for nothing. It costs two system
+    calls per burst, which is why sub.py (one PUBACK at a time) does not use it. Linux only
+    (TCP_CORK, as in the lab's containers); elsewhere packets simply go one by one.
+    """
+    if hasattr(socket, "TCP_CORK"):
+        client.on_socket_register_write = lambda _client, _userdata, sock: _cork(sock, True)
+        client.on_socket_unregister_write = lambda _client, _userdata, sock: _cork(sock, False)
+
+
 class BrokerLink:
     """One paho client connected the lab's way.
 
@@ -94,6 +187,13 @@ class BrokerLink:
     Once connected, paho's network thread reconnects by itself whenever the broker goes away;
     `on_connected` runs after every successful CONNACK (sub.py subscribes there, so a restarted
     broker gets its subscriptions back).
+
+    paho's network thread is started by `loop_start()`, which adds a socket pair through which
+    another thread's publish() wakes it. A client whose packets all come from paho's own thread
+    (sub.py: SUBSCRIBE from on_connect, a PUBACK after each message) sets `main_thread_sends`
+    to False: the same `loop_forever()` then runs in a thread of ours without that socket pair,
+    and paho writes each PUBACK at once instead of waking itself (two system calls and a turn
+    of its loop per message). close()'s DISCONNECT paho writes at once from the calling thread.
     """
 
     def __init__(self, host: str, port: int, *, client_id: str = "", clean_session: bool = True,
@@ -105,6 +205,7 @@ class BrokerLink:
         self.client.on_disconnect = self._on_disconnect
         self.on_connected = on_connected
         self.on_connection_lost: Callable[[], None] | None = None
+        self.main_thread_sends = True  # see the class docstring; set before connect()
         self.connected = threading.Event()
         self._closed = threading.Event()
         self._closing = False
@@ -136,7 +237,11 @@ class BrokerLink:
                 say(f"MQTT broker not reachable yet ({reason}); retrying for up to {CONNECT_TIMEOUT:.0f} s")
                 said_retrying = True
             time.sleep(min(CONNECT_RETRY_DELAY, remaining))
-        self.client.loop_start()
+        if self.main_thread_sends:
+            self.client.loop_start()
+        else:  # what loop_start()'s thread runs, without the wake-up socket pair
+            threading.Thread(target=self.client.loop_forever, kwargs={"retry_first_connection": True},
+                             name="paho-mqtt-loop", daemon=True).start()
         connack_deadline = time.monotonic() + self.client.connect_timeout
         while not self.connected.wait(0.1):
             if self._refused:
@@ -146,17 +251,20 @@ class BrokerLink:
 
     def close(self) -> None:
         """Send DISCONNECT (a clean teardown in the capture) and stop, within CLOSE_GRACE."""
+        flush_output()  # what happened before the teardown shows before it
         self._closing = True
         if self.client.disconnect() == mqtt.MQTT_ERR_SUCCESS:
             self._closed.wait(CLOSE_GRACE)
         # paho's network thread is a daemon thread: it may still sit in a reconnect wait of up
         # to a second, so it is not joined here (the process exits without waiting for it).
+        flush_output()
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):  # noqa: ARG002 - paho signature
         if reason_code.is_failure:
             self._refused = str(reason_code)
             say(f"Connection refused by the MQTT broker {self.address}: {reason_code}")
             return
+        send_without_delay(client.socket())
         self._connects += 1
         verb = "Connected to" if self._connects == 1 else "Reconnected to"
         resumed = " (session resumed: messages kept for us follow)" if flags.session_present else ""

@@ -18,6 +18,7 @@ from common import (
     TEMPERATURE_TOPIC,
     BrokerLink,
     client_parser,
+    coalesce_bursts,
     say,
     split_topics,
 )
@@ -46,10 +47,11 @@ class Publisher:
 
     def __init__(self, link: BrokerLink, *, qos: int, retain: bool):
         self.link, self.qos, self.retain = link, qos, retain
-        self._unconfirmed: dict[int, tuple[str, int]] = {}  # mid -> (what to print, qos)
+        self._unconfirmed: dict[int, str] = {}  # mid -> what to print once the broker has it
         self._confirmed_early: set[int] = set()  # on_publish that beat publish() returning its mid
-        self._changed = threading.Condition()
+        self._changed = threading.Condition()  # notified when nothing is left unconfirmed
         link.client.on_publish = self._on_publish
+        coalesce_bursts(link.client)  # --interval 0 publishes faster than one TCP segment per message
         link.on_connection_lost = self._drop_unsent_qos0
 
     def publish(self, topic: str, payload: str) -> None:
@@ -68,7 +70,7 @@ class Publisher:
                 self._confirmed_early.discard(info.mid)
                 say(f"Published: {shown}")
             else:
-                self._unconfirmed[info.mid] = (shown, self.qos)
+                self._unconfirmed[info.mid] = shown
 
     def wait_until_delivered(self, timeout: float) -> None:
         with self._changed:
@@ -79,19 +81,22 @@ class Publisher:
 
     def _on_publish(self, client, userdata, mid, reason_code, properties):  # noqa: ARG002 - paho signature
         with self._changed:
-            entry = self._unconfirmed.pop(mid, None)
-            if entry is None:
+            shown = self._unconfirmed.pop(mid, None)
+            if shown is None:
                 self._confirmed_early.add(mid)
                 return
-            self._changed.notify_all()
-        say(f"Published: {entry[0]}")
+            say(f"Published: {shown}")
+            if not self._unconfirmed:  # wake wait_until_delivered once, not at every message
+                self._changed.notify_all()
 
     def _drop_unsent_qos0(self) -> None:
         """QoS 0 messages not yet written when the connection broke are gone: say so."""
+        if self.qos != 0:
+            return
         with self._changed:
-            lost = [mid for mid, (_, qos) in self._unconfirmed.items() if qos == 0]
-            for mid in lost:
-                say(f"Lost with the connection (QoS 0): {self._unconfirmed.pop(mid)[0]}")
+            for shown in self._unconfirmed.values():
+                say(f"Lost with the connection (QoS 0): {shown}")
+            self._unconfirmed.clear()
             self._changed.notify_all()
 
 
@@ -130,7 +135,9 @@ def main() -> int:
             if round_no == args.count:
                 break
             next_round += args.interval
-            time.sleep(max(0.0, next_round - time.monotonic()))
+            delay = next_round - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
         publisher.wait_until_delivered(DELIVERY_TIMEOUT)
     finally:
         link.close()

@@ -9,8 +9,9 @@ from __future__ import annotations
 import threading
 from datetime import datetime
 from pathlib import Path
+from typing import TextIO
 
-from common import DEFAULT_TOPICS, BrokerLink, client_parser, printable, say, split_topics
+from common import DEFAULT_TOPICS, BrokerLink, LineWriter, client_parser, printable, say, split_topics
 
 from labkit import cli
 
@@ -18,37 +19,48 @@ LOG_FILE = "mqtt_messages.log"
 
 
 class MessageLog:
-    """Appends timestamped lines to a file; if the file cannot be written, warns once and goes on."""
+    """Appends timestamped lines to a file; if the file cannot be written, warns once and goes on.
+
+    Each line is stamped when its message arrives and reaches the file within OUTPUT_DELAY
+    (bursts in one write); close() writes the rest.
+    """
 
     def __init__(self, path: str):
         self.path = Path(path)
-        self._lock = threading.Lock()
+        self._writer = LineWriter(self._write)
         try:
-            self._file = self.path.open("a", encoding="utf-8", buffering=1)
+            self._file: TextIO | None = self.path.open("a", encoding="utf-8")
         except OSError as e:
             self._file = None
             self._warn(e)
 
     def append(self, line: str) -> None:
-        with self._lock:
-            if self._file is None:
-                return
-            try:
-                self._file.write(f"{datetime.now().isoformat(sep=' ', timespec='milliseconds')} {line}\n")
-            except OSError as e:
-                self._file.close()
-                self._file = None
-                self._warn(e)
+        if self._file is not None:
+            self._writer.write(f"{datetime.now().isoformat(sep=' ', timespec='milliseconds')} {line}")
 
     def close(self) -> None:
-        with self._lock:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
+        self._writer.flush()
+        file, self._file = self._file, None
+        if file is not None:
+            file.close()
+
+    def _write(self, chunk: str) -> None:  # called by the LineWriter, under its lock
+        file = self._file
+        if file is None:
+            return
+        try:
+            file.write(chunk)
+            file.flush()
+        except ValueError:  # closed by close() meanwhile: the script is ending
+            pass
+        except OSError as e:
+            self._file = None
+            file.close()
+            self._warn(e)
 
     def _warn(self, e: OSError) -> None:
         say(f"warning: cannot write the message log {self.path} ({e.strerror or e}); "
-              "messages are only shown here")
+            "messages are only shown here")
 
 
 class Subscriber:
@@ -59,6 +71,7 @@ class Subscriber:
         self.received = 0
         self.done = threading.Event()  # set when --count messages have arrived
         link.on_connected = self.subscribe
+        link.main_thread_sends = False  # all we send comes from paho's thread: SUBSCRIBE, PUBACKs
         link.client.on_subscribe = self._on_subscribe
         link.client.on_message = self._on_message
 

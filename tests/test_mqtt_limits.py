@@ -79,3 +79,24 @@ def test_one_client_beyond_max_connections_is_refused(spawn, tmp_path):
     done = subprocess.run(["mosquitto_pub", "-h", HOST, "-p", str(port), "-t", "lab/limits", "-m", "after"],
                           timeout=10, check=False)
     assert done.returncode == 0
+
+
+def test_a_session_keeps_at_most_max_queued_messages_for_an_absent_subscriber(spawn, tmp_path):
+    broker, port = shipped_broker(spawn, tmp_path)
+    most, beyond = limit("max_queued_messages"), 50
+    session = ["--host", HOST, "--port", str(port), "--topic", "lab/queue", "--qos", "1",
+               "--client-id", "lab-away", "--persistent", "--log", str(tmp_path / "log.txt")]
+    away = spawn.script("mqtt", "sub.py", *session)
+    away.wait_for("Subscribed")
+    assert away.stop() == 0, away.output  # a clean DISCONNECT: the broker keeps the session and queues for it
+    broker.wait_for(r"Client lab-away disconnected\.")
+    pub = spawn.script("mqtt", "pub.py", "--host", HOST, "--port", str(port), "--topic", "lab/queue",
+                       "--message", "while you were away", "--qos", "1", "--interval", "0",
+                       "--count", str(most + beyond))
+    assert pub.wait(30) == 0, pub.output[-2000:]
+    broker.wait_for(r"Outgoing messages are being dropped for client lab-away")
+
+    back = spawn.script("mqtt", "sub.py", *session, "--timeout", "3")
+    assert back.wait(20) == 0, back.output[-2000:]
+    received = back.count(r"^Received message: while you were away \(Topic: lab/queue\)$")
+    assert most <= received < most + beyond, received  # the queue (plus what counts as in flight), no more
