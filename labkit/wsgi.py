@@ -3,6 +3,7 @@
 A production server (several processes, threads, keep-alive, size limits) that a script embeds, so
 `python server.py` is all it takes, and that behaves like every other lab server: one ready line, one
 line per request, a clear line when the port is taken, and a stop within a second on SIGTERM or Ctrl+C.
+On Linux each worker listens on its own SO_REUSEPORT socket, so the kernel spreads connections over them.
 
 Every change to gunicorn's internals lives here, each tied to the gunicorn pinned in rest/ and
 soap/requirements.txt (27.0.1): a new gunicorn means re-reading gunicorn/workers/gthread.py,
@@ -12,14 +13,17 @@ Needs gunicorn, so only the REST and SOAP images (which install it) import this 
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable, Mapping
 from concurrent import futures
 
 import gunicorn.util
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
 from gunicorn.workers import gthread
 
 from labkit import cli
@@ -40,6 +44,14 @@ STOP_KILL_SECONDS = 2
 #: group), SIGQUIT (the master's quick stop).
 STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})
 
+#: Each worker gets its own listening socket (gunicorn's reuse_port) and the kernel spreads new connections
+#: over them by a hash of their addresses. With one shared socket a single worker could accept all of a
+#: client's keep-alive connections and leave the other cores idle (benchmark: 4 runs of 12 at 16 clients).
+#: The price: a connection waits in its own worker's queue, also when that worker is at its connection
+#: limit and another is not, and is reset if that worker dies before accepting it. Linux only: elsewhere
+#: SO_REUSEPORT does not balance, so the workers share the master's socket there.
+REUSE_PORT = sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
+
 #: (HTTP status, reason, gunicorn's message) -> (Content-Type, body): a request gunicorn cannot parse,
 #: answered in the application's own format.
 ErrorBody = Callable[[int, str, str], tuple[str, bytes]]
@@ -51,16 +63,15 @@ def serve(app, *, host: str, port: int, name: str, workers: int, threads: int, r
     """Serve the WSGI callable `app` on host:port until SIGTERM or Ctrl+C, then exit the process.
 
     `name` ("REST server") names it in the port-taken line and in `ps` (rest-server). `ready_line` is
-    printed once, when gunicorn listens. `access_log_format` (gunicorn's access log syntax) logs every
-    request on stdout; without it the app logs its own requests. `error_body` answers the requests
-    gunicorn itself refuses (malformed, request line or headers too long) in the app's format instead of
-    gunicorn's HTML page. `settings` are further gunicorn settings (limit_request_line, timeout...).
+    printed once, when every worker is ready to serve (its socket listens, its app is loaded).
+    `access_log_format` (gunicorn's access log syntax) logs every request on stdout; without it the app
+    logs its own requests. `error_body` answers the requests gunicorn itself refuses (malformed, request
+    line or headers too long) in the app's format instead of gunicorn's HTML page. `settings` are further
+    gunicorn settings (limit_request_line, timeout...).
     """
+    port_claim = _claim_port(host, port, name)  # held (the workers inherit it) until the server ends
     cli.ensure_port_free(host, port, name)
     _adapt_gunicorn(error_body)
-
-    def announce(_arbiter) -> None:
-        print(ready_line, flush=True)
 
     options: dict[str, object] = {
         "bind": [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"],
@@ -77,13 +88,19 @@ def serve(app, *, host: str, port: int, name: str, workers: int, threads: int, r
         # Else every gunicorn on the machine shares one control socket ($XDG_RUNTIME_DIR/gunicorn.ctl or
         # ~/.gunicorn/gunicorn.ctl): a second server would take it over.
         "control_socket_disable": True,
-        "when_ready": announce,
+        "reuse_port": REUSE_PORT,
+        # Not when_ready: with reuse_port the master binds nothing, the workers do, after it.
+        "post_worker_init": _announcer(ready_line, workers),
         "post_fork": _stop_at_once_while_booting,
     }
     if access_log_format:
         options["access_log_format"] = access_log_format
     options.update(settings or {})
-    _EmbeddedGunicorn(app, options).run()
+    try:
+        _EmbeddedGunicorn(app, options).run()
+    finally:
+        if port_claim is not None:
+            port_claim.close()
 
 
 class _EmbeddedGunicorn(BaseApplication):
@@ -100,6 +117,65 @@ class _EmbeddedGunicorn(BaseApplication):
 
     def load(self):
         return self.application
+
+    def run(self) -> None:
+        try:  # gunicorn 27.0.1 BaseApplication.run, with the lab's arbiter
+            _LabArbiter(self).run()
+        except RuntimeError as e:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            sys.exit(1)
+
+
+class _LabArbiter(Arbiter):
+    """gunicorn's master (gunicorn 27.0.1), forking workers that cannot miss a stop signal while they start."""
+
+    def spawn_worker(self):
+        # Arbiter.spawn_worker forks, then in the child binds the worker's socket (reuse_port), then calls the
+        # post_fork hook. Until that hook the child still has the master's handlers, which only queue a signal
+        # for a loop the worker never runs: a stop arriving then was lost (the stop then took STOP_KILL_SECONDS).
+        # The stop signals stay blocked across the fork; the hook unblocks them with its own handlers in place.
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            return super().spawn_worker()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _claim_port(host: str, port: int, name: str) -> socket.socket | None:
+    """Claim `port` for this server in the network namespace, so two copies started at once cannot share it.
+
+    With SO_REUSEPORT a second copy whose workers bind after the probe (cli.ensure_port_free) would join
+    the first one's sockets instead of failing. The claim is a Linux abstract Unix socket named after the
+    port: one per network namespace (as ports are), released by the kernel when the last process holding
+    it (master or worker) ends, however it ends. Elsewhere (no REUSE_PORT) the probe is enough.
+    """
+    if not REUSE_PORT:
+        return None
+    claim = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        claim.bind(f"\0labkit-wsgi-port-{port}")
+    except OSError as e:
+        claim.close()
+        if e.errno == errno.EADDRINUSE:
+            raise cli.LabError(cli.already_running(host, port, name), code=2) from None
+        return None  # no abstract sockets here (a sandbox?): the probe alone guards the port
+    return claim
+
+
+def _announcer(ready_line: str, workers: int):
+    """A post_worker_init hook printing `ready_line` once, in the last of the first `workers` workers to be
+    ready (each listens by then), so that the first clients are spread over all of them. Each worker takes
+    one byte from a pipe the master filled; the one that takes the last byte prints; later workers (ones the
+    master starts to replace others) read nothing."""
+    token_read, token_write = os.pipe()
+    os.write(token_write, b"." * (workers - 1) + b"!")
+    os.close(token_write)  # so once every byte is taken, a read returns at once with nothing
+
+    def announce(_worker) -> None:
+        if os.read(token_read, 1) == b"!":
+            print(ready_line, flush=True)
+
+    return announce
 
 
 def _adapt_gunicorn(error_body: ErrorBody | None) -> None:
@@ -132,9 +208,11 @@ def _exit_now(_signum, _frame) -> None:
 def _stop_at_once_while_booting(_arbiter, _worker) -> None:
     """post_fork hook: a new worker still has the master's signal handlers (gunicorn 27.0.1 Arbiter.signal),
     which only queue a signal for a master loop this process never runs; until the worker installs its
-    own (LabWorker.init_signals), a stop signal simply ends it."""
+    own (LabWorker.init_signals), a stop signal simply ends it. One that came since the fork was held
+    blocked (_LabArbiter.spawn_worker): it ends the worker now."""
     for signum in STOP_SIGNALS:
         signal.signal(signum, _exit_now)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 class LabWorker(gthread.ThreadWorker):

@@ -177,14 +177,32 @@ def check_request_body(body: bytes) -> tuple[str, str] | None:
     return None
 
 
-def _read_body(environ) -> tuple[bytes | None, str | None]:
-    """The request body, or None with the reason when it is larger than MAX_REQUEST_BYTES."""
-    length = environ.get("CONTENT_LENGTH") or ""
-    if length.strip().isdigit() and int(length) > MAX_REQUEST_BYTES:
-        return None, f"Request body of {int(length)} bytes exceeds the limit of {MAX_REQUEST_BYTES} bytes"
-    body = environ["wsgi.input"].read(MAX_REQUEST_BYTES + 1)
+DECIMAL_LENGTH = re.compile(r"[0-9]+", re.ASCII)
+
+
+def _read_body(environ) -> tuple[bytes, tuple[str, str] | None]:
+    """The request body, or (b"", (faultcode, message)) when it is refused unread.
+
+    Never reads past Content-Length (PEP 3333: a server such as wsgiref hands over the connection itself,
+    where reading further waits for bytes the client never sends). Without one, the body is read only from
+    a server that ends the stream with it (wsgi.input_terminated: gunicorn, also for a chunked body), else
+    there is none.
+    """
+    stream = environ["wsgi.input"]
+    length_text = (environ.get("CONTENT_LENGTH") or "").strip()
+    if length_text:
+        if not DECIMAL_LENGTH.fullmatch(length_text):
+            return b"", ("Client.BadContentLength", f"Invalid Content-Length: {_short(length_text, 40)!r}")
+        length = int(length_text)
+        if length > MAX_REQUEST_BYTES:
+            return b"", ("Client.RequestTooLarge",
+                         f"Request body of {length} bytes exceeds the limit of {MAX_REQUEST_BYTES} bytes")
+        return stream.read(length), None
+    if not environ.get("wsgi.input_terminated"):
+        return b"", None
+    body = stream.read(MAX_REQUEST_BYTES + 1)
     if len(body) > MAX_REQUEST_BYTES:
-        return None, f"Request body exceeds the limit of {MAX_REQUEST_BYTES} bytes"
+        return b"", ("Client.RequestTooLarge", f"Request body exceeds the limit of {MAX_REQUEST_BYTES} bytes")
     return body, None
 
 
@@ -230,8 +248,8 @@ class GuardedSoapApp:
         peer = f"{environ.get('REMOTE_ADDR', '?')}:{environ.get('REMOTE_PORT', '?')}"
         request = f"{peer} {method} {_short(target, 80)}"
         if method == "POST":
-            body, too_big = _read_body(environ)
-            problem = ("Client.RequestTooLarge", too_big) if too_big else check_request_body(body)
+            body, refused = _read_body(environ)
+            problem = refused or check_request_body(body)
             if problem:
                 log_line(f"{request} -> 500 fault {problem[0]}: {_short(problem[1])}")
                 return self._fault(start_response, *problem)

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 from conftest import free_port
+from test_wsgi import ESTABLISHED, children, socket_inodes, tcp_sockets
 
 from labkit.procs import REPO, Proc, script
 
@@ -295,13 +296,29 @@ def test_200_silent_clients_do_not_stall_a_well_behaved_one(spawn, port):
     assert took < 1.0, f"answered after {took:.2f} s"
 
 
+def held_by_workers(proc: Proc, port: int, clients: list[socket.socket]) -> list[socket.socket]:
+    """The clients whose connection a worker has accepted (the others wait in a listen backlog)."""
+    by_port = {s.getsockname()[1]: s for s in clients}
+    inodes = set().union(*(socket_inodes(pid) for pid in children(proc.pid)))
+    return [by_port[remote] for state, remote, inode in tcp_sockets(port)
+            if state == ESTABLISHED and remote in by_port and inode in inodes]
+
+
 def test_beyond_max_connections_a_client_waits_until_idle_ones_are_closed(spawn, port):
-    start_server(port, spawn)
+    """Each worker listens on its own socket and the kernel assigns every new connection to one of them by a
+    hash of its addresses: a newcomer waits in its worker's backlog once that worker holds its limit. Sent
+    100 more than WORKERS x the limit, every worker is full (one gets fewer than its 200 of 500 once in
+    100,000 runs), whichever the newcomer is assigned to."""
+    proc = start_server(port, spawn)
     limit = rest_server.WORKERS * rest_server.MAX_CONNECTIONS_PER_WORKER
-    silent = silent_connections(port, limit)
+    silent = silent_connections(port, limit + 100)
     try:
+        deadline = time.monotonic() + 10
+        while len(held := held_by_workers(proc, port, silent)) < limit and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(held) == limit, "each worker holds MAX_CONNECTIONS_PER_WORKER, no more"
         result, took = timed_add(port, timeout=rest_server.IDLE_TIMEOUT_SECONDS + 15)
-        closed_by_server = sum(1 for s in silent if s.recv(1) == b"")  # each was closed, none answered
+        closed_by_server = sum(1 for s in held if s.recv(1) == b"")  # each was closed, none answered
     finally:
         for s in silent:
             s.close()

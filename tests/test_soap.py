@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import os
 import signal
 import socket
 import subprocess
+import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
 import requests
@@ -232,6 +237,65 @@ def test_twenty_clients_at_once_all_get_their_own_answer(server):
     with ThreadPoolExecutor(max_workers=20) as pool:
         results = list(pool.map(add, range(20)))
     assert results == [str(i + 1000) for i in range(20)]
+
+
+# --- the same app under another WSGI server ----------------------------------------------------------
+
+
+class QuietHandler(WSGIRequestHandler):
+    def log_message(self, *args):  # the app logs each request itself
+        pass
+
+
+@pytest.fixture(scope="module")
+def wsgiref_port():
+    """soap/server.py's create_app() served by the standard library's wsgiref (as the original course repo did),
+    in a thread of this process. wsgiref hands the connection itself over as wsgi.input."""
+    spec = importlib.util.spec_from_file_location("soap_server_under_wsgiref", REPO / "soap" / "server.py")
+    module = importlib.util.module_from_spec(spec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # spyne 2.14 imports `cgi`
+        spec.loader.exec_module(module)
+    logging.getLogger("spyne").setLevel(logging.CRITICAL)
+    httpd = make_server("127.0.0.1", 0, module.create_app(), handler_class=QuietHandler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        yield httpd.server_address[1]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+def exchange_keeping_the_connection_open(port: int, request: bytes) -> tuple[int, bytes]:
+    """Send `request` and read the answer without ever closing this side (as a keep-alive client does):
+    an app waiting for more of the body than was announced never answers (socket timeout, 5 s)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(request)
+        chunks = []
+        while chunk := s.recv(65536):  # wsgiref closes after each answer
+            chunks.append(chunk)
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+def test_the_app_reads_no_further_than_content_length_under_wsgiref(wsgiref_port):
+    payload = call("add", 2, 3)
+    head = (f"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml; charset=utf-8\r\n"
+            f"Content-Length: {len(payload)}\r\n\r\n")
+    status, body = exchange_keeping_the_connection_open(wsgiref_port, head.encode() + payload)
+    assert result_of(status, body, "add") == "5"
+
+
+@pytest.mark.parametrize(("length_header", "code"), [
+    ("", "Client.EmptyRequest"),  # no Content-Length, and wsgiref's input does not end: no body
+    ("Content-Length: 12abc\r\n", "Client.BadContentLength"),
+], ids=["no-content-length", "invalid-content-length"])
+def test_a_missing_or_invalid_content_length_is_a_fault_at_once_under_wsgiref(wsgiref_port, length_header, code):
+    request = f"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\n{length_header}\r\n".encode()
+    status, body = exchange_keeping_the_connection_open(wsgiref_port, request)
+    assert fault_of(status, "text/xml", body)[0] == code
 
 
 # --- the edges of a process's life --------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Stops (Ctrl+C to the whole process group, twice; SIGTERM to the master; either while workers still boot)
 with keep-alive, silent and half-sent connections open; gunicorn's own errors in the app's format; no
-control socket.
+control socket; one listening socket per worker (SO_REUSEPORT), yet a second copy on the same port still
+fails with one clear line; the ready line once, when a worker really listens.
 """
 
 from __future__ import annotations
@@ -138,6 +139,14 @@ def test_stop_within_a_second_with_keepalive_silent_and_half_sent_connections_op
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
 
 
+def start_patched(spawn, tmp_path, name: str, port: int, sitecustomize: str) -> Proc:
+    """Start the server with `sitecustomize` run by its interpreter at start-up, before the script (no waiting)."""
+    (tmp_path / "sitecustomize.py").write_text(sitecustomize)
+    server = SERVERS[name]
+    return spawn(script(server.folder, "server.py", "--host", "127.0.0.1", "--port", str(port)),
+                 cwd=str(REPO / server.folder), env=python_env({"PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}"}))
+
+
 # Loaded by the server's interpreter at start-up (sitecustomize): every gunicorn worker takes BOOT_SECONDS to
 # boot before it installs its signal handlers, as with a big app to import or a loaded machine.
 SLOW_BOOT = """
@@ -151,21 +160,37 @@ gthread.ThreadWorker.init_process = slow_boot
 """
 BOOT_SECONDS = 3
 
+# Every socket gunicorn creates is bound BIND_DELAY_SECONDS late: with reuse_port, in each new worker, between
+# its fork and the post_fork hook, while it still has the master's signal handlers.
+SLOW_BIND = """
+import time
+from gunicorn import sock
+create = sock.create_sockets
+def slow_create(*args, **kwargs):
+    time.sleep({seconds})
+    return create(*args, **kwargs)
+sock.create_sockets = slow_create
+"""
+BIND_DELAY_SECONDS = 0.5
+
+STARTING_WORKERS = {
+    "binding its socket": (SLOW_BIND.format(seconds=BIND_DELAY_SECONDS), 1),
+    "loading the app": (SLOW_BOOT.format(seconds=BOOT_SECONDS), 2),
+}
+
 
 @pytest.mark.parametrize("how", ["Ctrl+C twice", "SIGTERM"])
+@pytest.mark.parametrize("phase", list(STARTING_WORKERS))
 @pytest.mark.parametrize("name", sorted(SERVERS))
-def test_workers_still_booting_stop_at_once(spawn, tmp_path, name, how):
-    """The ready line comes when gunicorn listens, before its workers run: a stop must end those too."""
-    (tmp_path / "sitecustomize.py").write_text(SLOW_BOOT.format(seconds=BOOT_SECONDS))
-    server = SERVERS[name]
-    proc = spawn(script(server.folder, "server.py", "--host", "127.0.0.1", "--port", str(free_port())),
-                 cwd=str(REPO / server.folder), env=python_env({"PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}"}))
-    proc.wait_for(server.ready, timeout=30)
-    deadline = time.monotonic() + 5
-    while not children(proc.pid) and time.monotonic() < deadline:  # a worker forked, now booting
+def test_workers_still_starting_stop_at_once(spawn, tmp_path, name, phase, how):
+    """Ctrl+C or SIGTERM before the ready line, while the workers start: a stop must end those too."""
+    slow_start, forked = STARTING_WORKERS[phase]
+    proc = start_patched(spawn, tmp_path, name, free_port(), slow_start)
+    deadline = time.monotonic() + 10
+    while len(children(proc.pid)) < forked and time.monotonic() < deadline:  # forked, now starting
         time.sleep(0.01)
     workers = children(proc.pid)
-    assert workers, proc.output
+    assert len(workers) >= forked, proc.output
     took = stop_and_time(proc, how)
     assert took < 1.0, f"took {took:.2f} s:\n{proc.output}"
     assert_clean_exit(proc, workers)
@@ -227,8 +252,8 @@ def test_requests_gunicorn_refuses_are_answered_in_the_apps_format(served, reque
         conn.close()
 
 
-def unix_socket_paths(pid: int) -> list[str]:
-    """Paths of the Unix sockets process `pid` holds (a gunicorn control socket would be one)."""
+def socket_inodes(pid: int) -> set[str]:
+    """Inodes of the sockets process `pid` holds (as /proc/net/tcp and /proc/net/unix name them)."""
     inodes = set()
     for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
@@ -237,6 +262,12 @@ def unix_socket_paths(pid: int) -> list[str]:
             continue
         if target.startswith("socket:["):
             inodes.add(target[len("socket:["):-1])
+    return inodes
+
+
+def unix_socket_paths(pid: int) -> list[str]:
+    """Paths of the Unix sockets process `pid` holds (a gunicorn control socket would be one)."""
+    inodes = socket_inodes(pid)
     with open("/proc/net/unix") as f:
         rows = [line.split() for line in f.readlines()[1:]]
     return [row[7] for row in rows if len(row) > 7 and row[6] in inodes]
@@ -252,7 +283,172 @@ def test_no_control_socket_is_opened(served):
         conn.close()
     # gunicorn would open it once every worker is spawned, in a thread of the master: watch for a while.
     deadline = time.monotonic() + 2
+    port_claim = f"@labkit-wsgi-port-{port}"  # labkit.wsgi's own (abstract, no file): see the port tests below
     while time.monotonic() < deadline:
-        assert unix_socket_paths(proc.pid) == []
+        assert [path for path in unix_socket_paths(proc.pid) if path != port_claim] == []
         time.sleep(0.1)
 
+
+
+# --- one listening socket per worker, and still one server per port --------------------------------------
+
+LISTEN, ESTABLISHED = "0A", "01"  # TCP states as /proc/net/tcp writes them
+
+
+def tcp_sockets(port: int) -> list[tuple[str, int, str]]:
+    """(state, remote port, inode) of every IPv4 TCP socket on local port `port`."""
+    rows = []
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                rows.append((fields[3], int(fields[2].rsplit(":", 1)[1], 16), fields[9]))
+    return rows
+
+
+def workers_listening_now(proc: Proc, port: int) -> list[int]:
+    """The workers of `proc` that hold a listening socket on `port`."""
+    listeners = {inode for state, _, inode in tcp_sockets(port) if state == LISTEN}
+    return [pid for pid in children(proc.pid) if socket_inodes(pid) & listeners]
+
+
+def listening_workers(proc: Proc, port: int, count: int = 2, timeout: float = 10) -> list[int]:
+    """The workers of `proc` once at least `count` of them hold a listening socket on `port`."""
+    deadline = time.monotonic() + timeout
+    while len(workers := workers_listening_now(proc, port)) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(workers) >= count, f"{len(workers)} workers listening on {port}:\n{proc.output}"
+    return workers
+
+
+def worker_holding(proc: Proc, port: int, client_port: int) -> int | None:
+    """The worker holding the server side of the connection from `client_port`."""
+    inodes = {inode for state, remote, inode in tcp_sockets(port) if state == ESTABLISHED and remote == client_port}
+    return next((pid for pid in children(proc.pid) if socket_inodes(pid) & inodes), None)
+
+
+def kept_alive_connection(name: str, port: int) -> http.client.HTTPConnection:
+    """A connection after one answered request (so a worker has accepted it), kept open."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn.request("GET", SERVERS[name].keepalive_request)
+    response = conn.getresponse()
+    response.read()
+    assert response.status == 200
+    return conn
+
+
+def test_each_worker_listens_on_its_own_socket_and_connections_reach_every_worker(served):
+    """The benchmark's 16 keep-alive clients: with one shared socket one worker could take them all."""
+    name, proc, port = served
+    workers = listening_workers(proc, port)
+    listeners = {inode for state, _, inode in tcp_sockets(port) if state == LISTEN}
+    assert len(listeners) == len(workers), "one listening socket per worker (SO_REUSEPORT)"
+    assert not socket_inodes(proc.pid) & listeners, "the master listens on nothing"
+    connections = [kept_alive_connection(name, port) for _ in range(16)]
+    try:
+        holders = [worker_holding(proc, port, conn.sock.getsockname()[1]) for conn in connections]
+    finally:
+        for conn in connections:
+            conn.close()
+    # The kernel spreads connections by a hash of their addresses: all 16 on one of 2 workers is 1 in 32,768.
+    assert set(holders) == set(workers), holders
+
+
+PLAIN_TAKEN = "error: port {port} on 127.0.0.1 is already in use: stop the other {what} (or choose another with --port)"
+COMPOSE_TAKEN = ("error: the {what} is already running in this container (port {port} is taken); "
+                 "follow its output with: docker compose -f compose/{name}.yml logs -f {name}-server")
+
+
+@pytest.mark.parametrize("in_compose", [False, True], ids=["plain", "in-compose"])
+def test_a_second_copy_on_the_same_port_fails_with_one_line(served, in_compose):
+    """SO_REUSEPORT would let a second copy share the port silently: it must fail with the usual line instead."""
+    name, proc, port = served
+    listening_workers(proc, port)
+    server = SERVERS[name]
+    env = {"LAB_COMPOSE_FILE": f"compose/{name}.yml", "LAB_SERVICE": f"{name}-server"} if in_compose else {}
+    second = Proc(script(server.folder, "server.py", "--host", "127.0.0.1", "--port", str(port)),
+                  cwd=str(REPO / server.folder), env=python_env(env))
+    try:
+        code = second.wait(timeout=30)
+    finally:
+        second.stop(timeout=3)
+    what = f"{name.upper()} server"
+    assert code == 2
+    assert second.lines == [(COMPOSE_TAKEN if in_compose else PLAIN_TAKEN).format(port=port, what=what, name=name)]
+    kept_alive_connection(name, port).close()  # the first one still serves
+
+
+@pytest.mark.parametrize("name", sorted(SERVERS))
+def test_a_port_another_program_holds_with_so_reuseport_gives_one_line(spawn, name):
+    """The probe before gunicorn starts binds without SO_REUSEPORT: a listener that has it still blocks it."""
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        server = SERVERS[name]
+        proc = spawn(script(server.folder, "server.py", "--host", "127.0.0.1", "--port", str(port)),
+                     cwd=str(REPO / server.folder))
+        code = proc.wait(timeout=30)
+    assert code == 2
+    assert proc.lines == [PLAIN_TAKEN.format(port=port, what=f"{name.upper()} server")]
+
+
+# Loaded by the first server's interpreter: after its probe found the port free it waits, so a second copy
+# starts in between, as when two are started at the same moment.
+SLOW_AFTER_PROBE = """
+import time
+from labkit import cli
+probe = cli.ensure_port_free
+def probe_then_wait(*args, **kwargs):
+    probe(*args, **kwargs)
+    print("probe passed", flush=True)
+    time.sleep({seconds})
+cli.ensure_port_free = probe_then_wait
+"""
+
+
+@pytest.mark.parametrize("name", sorted(SERVERS))
+def test_two_copies_started_at_once_do_not_share_the_port(spawn, tmp_path, name):
+    server, port = SERVERS[name], free_port()
+    first = start_patched(spawn, tmp_path, name, port, SLOW_AFTER_PROBE.format(seconds=2))
+    first.wait_for(r"^probe passed", timeout=30)
+    second = spawn(script(server.folder, "server.py", "--host", "127.0.0.1", "--port", str(port)),
+                   cwd=str(REPO / server.folder))
+    assert second.wait(timeout=30) == 2, second.output  # while the first has not bound anything yet
+    assert second.lines == [PLAIN_TAKEN.format(port=port, what=f"{name.upper()} server")]
+    first.wait_for(server.ready, timeout=30)
+    kept_alive_connection(name, port).close()
+
+
+@pytest.mark.parametrize("name", sorted(SERVERS))
+def test_the_ready_line_comes_once_the_workers_listen(spawn, tmp_path, name):
+    port = free_port()
+    proc = start_patched(spawn, tmp_path, name, port, SLOW_BIND.format(seconds=BIND_DELAY_SECONDS))
+    proc.wait_for(SERVERS[name].ready, timeout=30)
+    kept_alive_connection(name, port).close()  # at once: not refused
+    assert len(workers_listening_now(proc, port)) == len(children(proc.pid)) >= 2, "a worker was still binding"
+
+
+@pytest.mark.parametrize("name", sorted(SERVERS))
+def test_the_ready_line_is_printed_once_even_when_a_worker_is_replaced(spawn, name):
+    port = free_port()
+    proc = start(spawn, name, port)
+    first_workers = listening_workers(proc, port)
+    os.kill(first_workers[0], signal.SIGKILL)  # the master starts a replacement
+    deadline = time.monotonic() + 5
+    while not gone(first_workers[0]) and time.monotonic() < deadline:
+        time.sleep(0.01)  # until then its listening socket takes connections (and resets them as it dies)
+    replacement = None
+    for _ in range(200):  # new connections until the replacement has served one: it is past its start-up
+        conn = kept_alive_connection(name, port)
+        holder = worker_holding(proc, port, conn.sock.getsockname()[1])
+        conn.close()
+        if holder not in first_workers and holder is not None:
+            replacement = holder
+            break
+    assert replacement, proc.output
+    proc.signal(signal.SIGTERM)
+    proc.popen.wait(timeout=10)  # every worker has exited: whatever they printed is in the output
+    assert proc.count(SERVERS[name].ready) == 1, proc.output

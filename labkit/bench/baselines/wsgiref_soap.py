@@ -9,33 +9,16 @@ from __future__ import annotations
 import logging
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from werkzeug.wsgi import LimitedStream
-
 from labkit import cli
 from labkit.bench.baselines import load_script
 from labkit.protocols import SOAP_PORT
-
-
-def bounded_input(app):
-    """Give the app a request body that ends at Content-Length.
-
-    wsgiref hands the raw socket over as wsgi.input; an app that reads more than Content-Length
-    (as PEP 3333 allows servers not to prevent) would wait for bytes the client never sends.
-    """
-
-    def wrapped(environ, start_response):
-        length = environ.get("CONTENT_LENGTH") or "0"
-        environ["wsgi.input"] = LimitedStream(environ["wsgi.input"], int(length) if length.isdigit() else 0)
-        return app(environ, start_response)
-
-    return wrapped
 
 
 def main() -> int:
     args = cli.parser(__doc__.splitlines()[0], host="127.0.0.1", port=SOAP_PORT, server=True).parse_args()
     cli.ensure_port_free(args.host, args.port, "wsgiref SOAP server")
     logging.getLogger("spyne").setLevel(logging.CRITICAL)
-    app = bounded_input(load_script("soap", "server.py").create_app())
+    app = load_script("soap", "server.py").create_app()  # reads no further than Content-Length (PEP 3333)
     server = make_server(args.host, args.port, app, server_class=WSGIServer, handler_class=WSGIRequestHandler)
     print(f"wsgiref SOAP server listening on {args.host}:{args.port}", flush=True)
     server.serve_forever()
