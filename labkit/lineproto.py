@@ -1,15 +1,16 @@
 """The line protocol the reqresp and upcall demos share: one UTF-8 line per message.
 
 Framing by "\\n" is what turns a TCP byte stream into messages: without it, `one`,
-`two`, `three` sent back to back arrive as `onetwothree`. The server here is the
-standard library's `socketserver.ThreadingTCPServer` (one thread per client), with
-the limits that keep one misbehaving client from hurting the others.
+`two`, `three` sent back to back arrive as `onetwothree`. The server here is one
+asyncio event loop serving every client (a handler object per connection, no thread
+each), with the limits that keep one misbehaving client from hurting the others.
 """
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import socket
-import socketserver
 import sys
 import threading
 import time
@@ -30,10 +31,13 @@ CONNECT_TIMEOUT = 10.0
 REPLY_TIMEOUT = 10.0
 #: Longest line a client accepts: a reply is a whole message plus a short prefix.
 MAX_REPLY_BYTES = MAX_LINE_BYTES + 1024
-#: How often serve_forever() looks at its shutdown flag: a stop takes at most this long.
-POLL_INTERVAL = 0.2
 #: On stop, how long open connections get to close before the process exits.
 STOP_GRACE = 0.5
+#: Listen backlog: many clients may connect at the same instant.
+LISTEN_BACKLOG = 1024
+#: Lines the server handles for one client before it serves the others: a client sending thousands
+#: of lines at once delays nobody by more than that many.
+LINES_PER_TURN = 100
 
 ENCODING = "utf-8"
 
@@ -81,6 +85,64 @@ def read_line(rfile: BinaryIO, limit: int = MAX_LINE_BYTES) -> str | None:
         raise InvalidUTF8("line is not valid UTF-8") from None
 
 
+class LineBuffer:
+    """The bytes received so far, cut into lines by the rules of `read_line()`, without ever waiting.
+
+    The server feeds it whatever each read brought (part of a line, several lines) and takes
+    the complete lines out; `read_line()` is the same for a client that can block.
+    """
+
+    def __init__(self, limit: int = MAX_LINE_BYTES):
+        self.limit = limit
+        self.ended = False  # the stream has ended (fed b"")
+        self._data = bytearray()
+        self._skipping = False  # inside a line already known to be too long: dropped up to its "\n"
+
+    def feed(self, data: bytes) -> None:
+        """Add what a read returned; b"" is the end of the stream."""
+        if data:
+            self._data += data
+        else:
+            self.ended = True
+
+    def next_line(self) -> str | None:
+        """The next complete line without its `\\n` or `\\r\\n`; None if none is buffered (see `ended`).
+
+        Raises LineTooLong (once the whole line has arrived, or the stream ended inside it),
+        InvalidUTF8, or at the end of the stream IncompleteLine.
+        """
+        end = self._data.find(b"\n")
+        if self._skipping:
+            if end >= 0:
+                del self._data[:end + 1]  # the rest of the long line
+            else:
+                self._data.clear()
+                if not self.ended:
+                    return None
+            self._skipping = False
+            raise LineTooLong(f"line longer than {self.limit} bytes")
+        if end < 0:
+            if len(self._data) >= self.limit + 2:  # room for the body and "\r": longer without a "\n" yet
+                self._data.clear()
+                self._skipping = True
+                return self.next_line() if self.ended else None
+            if self.ended and self._data:
+                nbytes = len(self._data)
+                self._data.clear()
+                raise IncompleteLine(nbytes)
+            return None
+        body = bytes(self._data[:end])
+        del self._data[:end + 1]
+        if body.endswith(b"\r"):
+            body = body[:-1]
+        if len(body) > self.limit:
+            raise LineTooLong(f"line longer than {self.limit} bytes")
+        try:
+            return body.decode(ENCODING)
+        except UnicodeDecodeError:
+            raise InvalidUTF8("line is not valid UTF-8") from None
+
+
 def encode_line(text: str) -> bytes:
     """`text` as one line on the wire."""
     return (text + "\n").encode(ENCODING)
@@ -109,179 +171,304 @@ def log(line: str) -> None:
 # --------------------------------------------------------------------------- server
 
 
-class LineHandler(socketserver.StreamRequestHandler):
-    """One client connection: reads lines and hands each to `handle_line()`.
+class LineHandler(asyncio.Protocol):
+    """One client connection: cuts what arrives into lines and hands each to `handle_line()`.
 
-    Subclasses implement `handle_line(message)` (return False to close the
-    connection after it) and may override `finish_connection(reason)`.
+    Subclasses implement `handle_line(message)` (return False to end the conversation after it)
+    and may override `accepting_lines()` and `finish_connection(reason)`. Every
+    handler runs on the server's one event loop, so none may block: `send_line()` hands the
+    bytes to the loop, and later work is a loop timer (`self.loop.call_later`).
     Errors in the framing are answered on the connection, which stays open.
     """
 
-    server: LineServer
-    disable_nagle_algorithm = True  # each line leaves at once, as its own TCP segment
+    def __init__(self, server: LineServer):
+        self.server = server
+        self.loop = server.loop
+        self.transport: asyncio.Transport | None = None
+        self.client_address = None
+        self._lines = LineBuffer()
+        self._over = False  # the conversation has ended: the connection closes, now or once its work is done
+        self._refused = False
+        self._reading_paused = False
+        self._writing_paused = False  # the client is not reading what it is sent (the loop's buffer is full)
+        self._write_stuck_since = 0.0
+        self._waiting_since = 0.0  # since when the client owes us something (its idle time)
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._next_turn: asyncio.Handle | None = None  # process_lines() again, once the others had their turn
 
-    def setup(self) -> None:
-        self.timeout = self.server.idle_timeout  # StreamRequestHandler applies it to the socket
-        super().setup()
-        self._write_lock = threading.Lock()
-
-    def send_line(self, text: str) -> bool:
-        """Send one line; thread-safe. False if the client is gone."""
-        data = encode_line(text)
-        try:
-            with self._write_lock:
-                self.wfile.write(data)
-            return True
-        except OSError:
-            return False
-
-    def send_error(self, reason: str) -> bool:
-        return self.send_line(self.server.error_line(reason))
+    # --- what a protocol's handler overrides
 
     def handle_line(self, message: str) -> bool:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def finish_connection(self, reason: str) -> None:
-        """Called once when the conversation ends: reason is bye, eof, idle, reset or stop."""
+    def accepting_lines(self) -> bool:
+        """False leaves the client's next lines unread; call `process_lines()` when it turns True again."""
+        return True
 
-    def handle(self) -> None:
+    def finish_connection(self, reason: str) -> None:  # noqa: ARG002 - for subclasses
+        """Called once when the conversation ends (reason: bye, eof, idle, reset or stop).
+
+        Closes the connection; a subclass may instead call `close()` later, once it has sent
+        what the client is still owed.
+        """
+        self.close()
+
+    # --- what a handler uses
+
+    def send_line(self, text: str) -> bool:
+        """Send one line (the loop writes it at once, or as soon as the client reads); False if closing."""
+        if self.transport is None or self.transport.is_closing():
+            return False
+        self.transport.write(encode_line(text))
+        return True
+
+    def send_error(self, reason: str) -> bool:
+        return self.send_line(self.server.error_line(reason))
+
+    def close(self) -> None:
+        """Close after the lines already sent have left; at once if the client does not read them."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self._writing_paused:
+            self.transport.abort()
+        else:
+            self.transport.close()
+
+    def process_lines(self) -> None:
+        """Handle the lines that have arrived, as far as the handler accepts them, then read on (or not).
+
+        At most LINES_PER_TURN at a time: then the loop serves the other clients, and comes back.
+        """
         peer = self.client_address
-        log(f"Connection from: {peer}")
-        reason = "eof"
+        more = False  # this turn ended with lines perhaps still waiting
         try:
-            while True:
+            for _ in range(LINES_PER_TURN):
+                if self._over or self._writing_paused or not self.accepting_lines():
+                    break
                 try:
-                    message = read_line(self.rfile)
+                    message = self._lines.next_line()
                 except LineTooLong:
                     log(f"Error from {peer}: line too long (over {MAX_LINE_BYTES} bytes, discarded)")
                     if not self.send_error("line too long"):
-                        reason = "reset"
-                        break
+                        self._end("reset")
                     continue
                 except InvalidUTF8:
                     log(f"Error from {peer}: invalid UTF-8 (line discarded)")
                     if not self.send_error("invalid UTF-8"):
-                        reason = "reset"
-                        break
+                        self._end("reset")
                     continue
                 except IncompleteLine as e:
                     log(f"Connection from {peer} ended mid-line ({e.nbytes} bytes discarded)")
-                    break
+                    self._end("eof")
+                    return
                 if message is None:
+                    if self._lines.ended:
+                        self._end("eof")
                     break
                 if not self.handle_line(message):
-                    reason = "bye"
-                    break
-        except TimeoutError:
-            reason = "idle"
-            log(f"Closing idle connection: {peer} (nothing received for {self.server.idle_timeout:g} s)")
+                    self._end("bye")
+            else:
+                more = True
+        except OSError:  # the client is gone
+            self._end("stop" if self.server.stopping else "reset")
+        if self._over or self.transport.is_closing():
+            return
+        if more and self._next_turn is None:
+            self._next_turn = self.loop.call_soon(self._take_turn)
+        if self._lines.ended:
+            return
+        # Flow control: while lines wait here, or the client does not read, TCP slows the client down.
+        hold = more or self._writing_paused or not self.accepting_lines()
+        if hold and not self._reading_paused:
+            self.transport.pause_reading()
+            self._reading_paused = True
+        elif not hold and self._reading_paused:
+            self.transport.resume_reading()
+            self._reading_paused = False
+            self._waiting_since = self.loop.time()
+
+    def _take_turn(self) -> None:
+        self._next_turn = None
+        self.process_lines()
+
+    def stop(self) -> None:
+        """The server is stopping: end the conversation and close."""
+        if not self._over:
+            self._end("stop")
+        self.close()
+
+    def _end(self, reason: str) -> None:
+        if self._over:
+            return
+        self._over = True
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        if not self._reading_paused and not self._lines.ended and not self.transport.is_closing():
+            self.transport.pause_reading()  # nothing more is read: what follows a bye is not handled
+            self._reading_paused = True
+        self.finish_connection(reason)
+
+    def _check_idle(self) -> None:
+        self._idle_timer = None
+        if self._over:
+            return
+        now, timeout = self.loop.time(), self.server.idle_timeout
+        if self._writing_paused:  # not idle, but not reading what it is sent: gone, as good as
+            if now - self._write_stuck_since >= timeout:
+                self.transport.abort()
+                return
+            check_at = self._write_stuck_since + timeout
+        elif self._reading_paused or self._lines.ended:  # we owe it work; it owes us nothing yet
+            check_at = now + timeout
+        elif now - self._waiting_since >= timeout:
+            log(f"Closing idle connection: {self.client_address} (nothing received for {timeout:g} s)")
             self.send_error("idle timeout")
-        except OSError:
-            reason = "stop" if self.server.stopping else "reset"
-        try:
-            self.finish_connection(reason)
-        except OSError:
-            pass
-        log(f"Connection closed: {peer}")
+            self._end("idle")
+            return
+        else:
+            check_at = self._waiting_since + timeout
+        self._idle_timer = self.loop.call_at(check_at, self._check_idle)
 
-    def finish(self) -> None:
-        try:
-            super().finish()
-        except OSError:
-            pass  # the client vanished: nothing left to flush
+    # --- asyncio.Protocol: the loop calls these
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.client_address = transport.get_extra_info("peername")
+        if not self.server.admit(self):
+            self._refused = True
+            log(f"Refused {self.client_address}: server busy ({self.server.max_connections} connections)")
+            transport.write(encode_line(self.server.error_line("server busy")))
+            transport.close()
+            return
+        log(f"Connection from: {self.client_address}")
+        self._waiting_since = self.loop.time()
+        self._idle_timer = self.loop.call_at(self._waiting_since + self.server.idle_timeout, self._check_idle)
+
+    def data_received(self, data: bytes) -> None:
+        if self._over:
+            return
+        self._waiting_since = self.loop.time()
+        self._lines.feed(data)
+        self.process_lines()
+
+    def eof_received(self) -> bool:
+        if not self._over and not self._lines.ended:
+            self._lines.feed(b"")
+            self.process_lines()
+        return True  # keep our sending side open: what the client is still owed goes out first
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+        self._write_stuck_since = self.loop.time()
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self.process_lines()
+
+    def connection_lost(self, exc: Exception | None) -> None:  # noqa: ARG002 - the reason does not matter here
+        if self._refused:
+            return
+        if not self._over:
+            self._end("stop" if self.server.stopping else "reset")
+        self.server.release(self)
+        log(f"Connection closed: {self.client_address}")
 
 
-class LineServer(socketserver.ThreadingTCPServer):
-    """A thread per client, a cap on clients, and a stop that never waits on a client."""
+class LineServer:
+    """A listening socket served by one asyncio event loop: a handler per client, a cap on clients,
+    and a stop that never waits on a client for long."""
 
-    daemon_threads = True
-    allow_reuse_address = True
-    block_on_close = False  # server_close() must not wait for idle clients
-    request_queue_size = 1024  # listen backlog: many clients may connect at the same instant
-
-    def __init__(self, host: str, port: int, handler: type[LineHandler], *, idle_timeout: float = IDLE_TIMEOUT,
-                 max_connections: int = MAX_CONNECTIONS, error_prefix: str = ""):
-        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    def __init__(self, loop: asyncio.AbstractEventLoop, handler: type[LineHandler], *,
+                 idle_timeout: float = IDLE_TIMEOUT, max_connections: int = MAX_CONNECTIONS, error_prefix: str = ""):
+        self.loop = loop
+        self.handler = handler
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
         self.error_prefix = error_prefix
         self.stopping = False
-        self._active: set[socket.socket] = set()
-        self._active_changed = threading.Condition()
-        super().__init__((host, port), handler)
+        self._active: set[LineHandler] = set()
+        self._listener: asyncio.Server | None = None
+        self._all_closed: asyncio.Future | None = None
+
+    async def listen(self, host: str, port: int) -> None:
+        self._listener = await self.loop.create_server(lambda: self.handler(self), host, port,
+                                                       backlog=LISTEN_BACKLOG, reuse_address=True)
 
     @property
     def port(self) -> int:
-        return self.server_address[1]
+        return self._listener.sockets[0].getsockname()[1]
 
     def error_line(self, reason: str) -> str:
         return f"{self.error_prefix}Error: {reason}"
 
-    def active_connections(self) -> int:
-        with self._active_changed:
-            return len(self._active)
+    def admit(self, handler: LineHandler) -> bool:
+        if len(self._active) >= self.max_connections:
+            return False
+        self._active.add(handler)
+        return True
 
-    def process_request(self, request, client_address) -> None:
-        with self._active_changed:
-            busy = len(self._active) >= self.max_connections
-            if not busy:
-                self._active.add(request)
-        if busy:
-            log(f"Refused {client_address}: server busy ({self.max_connections} connections)")
-            try:
-                request.settimeout(1.0)
-                request.sendall(encode_line(self.error_line("server busy")))
-            except OSError:
-                pass
-            self.shutdown_request(request)
-            return
-        super().process_request(request, client_address)
-
-    def process_request_thread(self, request, client_address) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            with self._active_changed:
-                self._active.discard(request)
-                self._active_changed.notify_all()
-
-    def handle_error(self, request, client_address) -> None:  # noqa: ARG002 - socketserver signature
-        # Never a traceback on the console for one client's trouble: one line instead.
-        log(f"Error with {client_address}: {sys.exc_info()[1]!r}")
+    def release(self, handler: LineHandler) -> None:
+        self._active.discard(handler)
+        if not self._active and self._all_closed is not None and not self._all_closed.done():
+            self._all_closed.set_result(None)
 
     def stop(self) -> None:
-        """Close the listening socket and every connection; give handlers STOP_GRACE to finish."""
+        """Stop listening, close every connection; give them STOP_GRACE to go, then cut the rest."""
         global _quiet
         self.stopping = True
-        self.server_close()
-        with self._active_changed:
-            for conn in list(self._active):
-                try:
-                    conn.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-            deadline = time.monotonic() + STOP_GRACE
-            while self._active and time.monotonic() < deadline:
-                self._active_changed.wait(0.05)
+        if self._listener is not None:
+            self._listener.close()
+        if self._active:
+            self._all_closed = all_closed = self.loop.create_future()
+            self.loop.call_later(STOP_GRACE, lambda: all_closed.done() or all_closed.set_result(None))
+            for handler in list(self._active):
+                handler.stop()
+            self.loop.run_until_complete(all_closed)
+            for handler in list(self._active):  # those still open after STOP_GRACE
+                handler.transport.abort()
         with _print_lock:
-            _quiet = True  # handler threads still running must not write while Python exits
+            _quiet = True  # nothing more on the console while Python exits
+
+
+def _report_error(loop: asyncio.AbstractEventLoop, context: dict) -> None:  # noqa: ARG001 - asyncio's signature
+    """Never a traceback on the console for one client's trouble: one line instead."""
+    peer = getattr(context.get("protocol"), "client_address", None)
+    problem = context.get("exception") or context.get("message")
+    log(f"Error with {peer}: {problem!r}" if peer else f"Error: {context.get('message')}: {problem!r}")
 
 
 def start_server(host: str, port: int, handler: type[LineHandler], what: str, **options) -> LineServer:
     """Check the port, bind and listen; raise LabError with one line if that fails."""
     cli.ensure_port_free(host, port, what)
+    loop = asyncio.new_event_loop()
+    loop.set_exception_handler(_report_error)
+    server = LineServer(loop, handler, **options)
     try:
-        return LineServer(host, port, handler, **options)
+        loop.run_until_complete(server.listen(host, port))
     except OSError as e:
+        loop.close()
         raise cli.LabError(f"cannot listen on {host}:{port}: {e.strerror or e}", code=2) from None
+    return server
 
 
 def serve(server: LineServer) -> None:
-    """Serve until SIGTERM/Ctrl+C (labkit.cli.run turns them into a clean exit), then stop."""
+    """Serve until SIGTERM or Ctrl+C, stop, then raise what labkit.cli.run turns into a clean exit."""
+    loop = server.loop
+    stop_requested = loop.create_future()
+
+    def request_stop(signum: int) -> None:
+        if not stop_requested.done():
+            stop_requested.set_result(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, request_stop, signum)
     try:
-        server.serve_forever(poll_interval=POLL_INTERVAL)
+        signum = loop.run_until_complete(stop_requested)
     finally:
         server.stop()
+        loop.close()
+    raise cli.Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 def add_server_limits(parser, *, idle_timeout: float = IDLE_TIMEOUT, max_connections: int = MAX_CONNECTIONS) -> None:

@@ -1,7 +1,7 @@
 """Request/response over TCP: the client asks, the server answers, nothing else happens.
 
 Each message is one UTF-8 line; the server echoes it as `Echo: <message>` to the
-client that sent it, serving many clients at once, one thread each.
+client that sent it, serving many clients at once from one event loop (asyncio).
 """
 
 from __future__ import annotations

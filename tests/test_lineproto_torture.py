@@ -6,17 +6,19 @@ and never print a traceback.
 
 from __future__ import annotations
 
+import io
 import random
 import signal
 import socket
 import struct
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
 
-from labkit.lineproto import LineClient
+from labkit.lineproto import IncompleteLine, InvalidUTF8, LineBuffer, LineClient, LineTooLong, read_line
 
 MIB = 1024 * 1024
 
@@ -199,6 +201,41 @@ def test_sigterm_with_two_hundred_clients_connected_stops_within_a_second(spawn,
             conn.close()
 
 
+def test_a_client_pouring_lines_holds_up_nobody(spawn, port, kind):
+    target = Target(spawn, port, kind)
+    flood = raw_connection(port)
+    blob = b"answer me\n" * 300_000  # 3 MB of short lines, again and again, its answers read as they come
+    pouring = threading.Event()
+    pouring.set()
+
+    def pour() -> None:
+        try:
+            while pouring.is_set():
+                flood.sendall(blob)
+        except OSError:
+            pass
+
+    def drain() -> None:
+        try:
+            while flood.recv(1 << 20):
+                pass
+        except OSError:
+            pass
+
+    with ThreadPoolExecutor(2) as pool:
+        pool.submit(pour)
+        pool.submit(drain)
+        try:
+            target.wait_for_count(r"^Received from client: answer me$", 60)  # it is being served
+            for _ in range(5):
+                target.assert_answers_within_a_second()
+        finally:
+            pouring.clear()
+            flood.shutdown(socket.SHUT_RDWR)
+            flood.close()
+    target.assert_healthy()
+
+
 def test_silent_and_half_finished_clients_hold_up_nobody(spawn, port, kind):
     target = Target(spawn, port, kind)
     silent = [raw_connection(port) for _ in range(60)]
@@ -257,3 +294,83 @@ def test_connection_limit_answers_server_busy(spawn, port, kind):
     for conn in conns:
         conn.close()
     assert "Traceback" not in target.proc.output
+    assert "Error" not in target.proc.output, target.proc.output  # refusing is no trouble for the server
+
+
+def lines_read_blocking(data: bytes, limit: int) -> list:
+    """What read_line() (the clients' framing) makes of a stream, errors included."""
+    rfile, out = io.BytesIO(data), []
+    while True:
+        try:
+            line = read_line(rfile, limit)
+        except (LineTooLong, InvalidUTF8) as e:
+            out.append(type(e).__name__)
+            continue
+        except IncompleteLine as e:
+            out.append(("IncompleteLine", e.nbytes))
+            return out
+        if line is None:
+            return out
+        out.append(line)
+
+
+def lines_cut_as_they_arrive(data: bytes, limit: int, rng: random.Random) -> list:
+    """What LineBuffer (the servers' framing) makes of the same stream, fed in random pieces."""
+    lines, out, pos = LineBuffer(limit), [], 0
+    while True:
+        try:
+            line = lines.next_line()
+        except (LineTooLong, InvalidUTF8) as e:
+            out.append(type(e).__name__)
+            continue
+        except IncompleteLine as e:
+            out.append(("IncompleteLine", e.nbytes))
+            return out
+        if line is not None:
+            out.append(line)
+        elif lines.ended:
+            return out
+        else:
+            piece = data[pos:pos + rng.randint(1, 3 * limit)]
+            pos += len(piece)
+            lines.feed(piece)  # b"" once all is in: the end of the stream
+
+
+def test_the_server_cuts_lines_as_a_client_reads_them_however_the_bytes_arrive():
+    rng = random.Random(20261121)
+    limit = 16  # small, so that lines at, just over and far over the limit are frequent
+    pieces = [b"ok", b"\n", b"\r\n", b"\r", b"\xff", "é".encode(), "€".encode()[:2], b"x" * limit,
+              b"y" * (limit - 1), b"z" * (limit + 1), b"w" * (3 * limit)]
+    for _ in range(400):
+        data = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
+        assert lines_cut_as_they_arrive(data, limit, rng) == lines_read_blocking(data, limit), data
+
+
+def send_until_stuck(sock: socket.socket, data: bytes) -> int:
+    """Send `data` until the peer stops taking it (timeout) or drops us; the bytes it took."""
+    sent = 0
+    try:
+        while sent < len(data):
+            sent += sock.send(data[sent:sent + 65536])
+    except OSError:  # TimeoutError: it stopped reading; or reset: it closed the connection
+        pass
+    return sent
+
+
+def test_a_client_that_never_reads_its_answers_holds_up_nobody(spawn, port, kind):
+    target = Target(spawn, port, kind)
+    flood = socket.socket()
+    flood.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the answers pile up at the server
+    flood.connect(("127.0.0.1", port))
+    flood.settimeout(2)
+    blob = b"answer me\n" * (6 * MIB)  # 60 MiB: far more than the socket buffers on both sides hold
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            sending = pool.submit(send_until_stuck, flood, blob)
+            target.assert_answers_within_a_second()
+            taken = sending.result(timeout=60)
+        assert taken < len(blob)  # the server stopped reading from it: TCP flow control held it back
+        target.assert_answers_within_a_second()
+    finally:
+        flood.close()
+    target.assert_healthy()

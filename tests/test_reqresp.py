@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -111,6 +112,18 @@ def test_idle_connection_is_closed_after_the_idle_timeout(spawn, port):
     assert conn.read_line() is None
     conn.close()
     server.wait_for(r"^Closing idle connection: \('127\.0\.0\.1', \d+\) \(nothing received for 1 s\)$")
+
+
+def test_client_that_reads_no_answers_is_dropped_after_the_idle_timeout(spawn, port):
+    server = start_server(spawn, port, "--idle-timeout", "1")
+    with socket.socket() as flood:
+        flood.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the echoes pile up at the server
+        flood.connect(("127.0.0.1", port))
+        flood.settimeout(10)  # a server that kept the stuck connection would end this with TimeoutError
+        with pytest.raises((ConnectionResetError, BrokenPipeError)):
+            flood.sendall(b"x\n" * (64 * 1024 * 1024))  # 128 MiB, never read back
+    server.wait_for(r"^Connection closed: ")
+    assert server.running()
 
 
 def test_bye_is_echoed_then_the_server_closes(spawn, port):

@@ -51,11 +51,15 @@ def read_until_closed(conn: LineClient, limit: int = 1000) -> list[str]:
     raise AssertionError(f"connection still open after {limit} lines")
 
 
-def load_clientcall():
-    spec = importlib.util.spec_from_file_location("clientcall", REPO / "upcall" / "clientcall.py")
+def load_upcall_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "upcall" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_clientcall():
+    return load_upcall_script("clientcall")
 
 
 def test_demo_run_prints_replies_then_the_servers_own_callbacks(spawn, port, tmp_path):
@@ -133,6 +137,22 @@ def test_three_messages_in_one_segment_get_three_replies(spawn, port):
     assert [line for line in lines if "Processing" in line] == [
         "Upcall event: Processing one", "Upcall event: Processing two", "Upcall event: Processing three"]
     assert sorted(lines) == sorted(events_of("one") + events_of("two") + events_of("three"))
+    conn.close()
+
+
+def test_a_connection_has_at_most_max_in_flight_messages_in_processing(spawn, port):
+    limit = load_upcall_script("servercall").MAX_IN_FLIGHT
+    start_server(spawn, port, "--progress-delay", "1.5", "--done-delay", "2")
+    conn = connect(port)
+    count = limit + 6
+    conn.sock.sendall("".join(f"m{i}\n" for i in range(count)).encode() + b"bye\n")  # all at once
+    lines = read_until_closed(conn)
+    # The first `limit` are taken at once; the next one waits until a message is done.
+    assert lines[:limit + 1] == [f"Upcall event: Processing m{i}" for i in range(limit)] + [
+        "Upcall event: Progress m0 50%"]
+    for extra in range(limit, count):
+        assert lines.index(f"Upcall event: Processing m{extra}") > lines.index(f"Upcall event: Done m{extra - limit}")
+    assert sorted(lines) == sorted(event for i in range(count) for event in events_of(f"m{i}"))  # none lost
     conn.close()
 
 

@@ -7,10 +7,9 @@ the client must be listening all the time, not just after it has sent something.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import itertools
-import threading
-import time
 
 from labkit import cli, lineproto
 from labkit.lineproto import log, printable
@@ -37,76 +36,83 @@ def is_bye(message: str) -> bool:
 
 
 class UpcallHandler(lineproto.LineHandler):
-    """One client: a reply per message now, upcalls later from this connection's own thread."""
+    """One client: a reply per message now, upcalls later, when the event loop's timer says they are due."""
 
     progress_delay = PROGRESS_DELAY
     done_delay = DONE_DELAY
 
-    def setup(self) -> None:
-        super().setup()
+    def __init__(self, server: lineproto.LineServer):
+        super().__init__(server)
         self._due: list[tuple[float, int, str, bool]] = []  # (when, order, line, is the last for its message)
         self._order = itertools.count()
-        self._changed = threading.Condition()
         self._in_flight = 0
-        self._cancelled = False
-        self._caller: threading.Thread | None = None
+        self._timer: asyncio.TimerHandle | None = None  # wakes this connection for its next due event
+        self._close_when_done = False
 
     def handle_line(self, message: str) -> bool:
         log(f"Received from client: {printable(message)}")
         if is_bye(message):
             return False
-        with self._changed:
-            while self._in_flight >= MAX_IN_FLIGHT and not self._cancelled:
-                self._changed.wait()
         if not self.send_line(f"{EVENT_PREFIX}Processing {message}"):
             raise ConnectionResetError("client gone")
-        self._schedule_upcalls(message)
+        now = self.loop.time()
+        self._in_flight += 1
+        heapq.heappush(self._due, (now + self.progress_delay, next(self._order),
+                                   f"{EVENT_PREFIX}Progress {message} 50%", False))
+        heapq.heappush(self._due, (now + self.done_delay, next(self._order), f"{EVENT_PREFIX}Done {message}", True))
+        self._wake_at_next_due()
         return True
 
-    def _schedule_upcalls(self, message: str) -> None:
-        now = time.monotonic()
-        with self._changed:
-            self._in_flight += 1
-            heapq.heappush(self._due, (now + self.progress_delay, next(self._order),
-                                       f"{EVENT_PREFIX}Progress {message} 50%", False))
-            heapq.heappush(self._due, (now + self.done_delay, next(self._order),
-                                       f"{EVENT_PREFIX}Done {message}", True))
-            self._changed.notify_all()
-            if self._caller is None:
-                self._caller = threading.Thread(target=self._call_back, daemon=True,
-                                                name=f"upcalls-{self.client_address[1]}")
-                self._caller.start()
+    def accepting_lines(self) -> bool:
+        return self._in_flight < MAX_IN_FLIGHT
+
+    def _wake_at_next_due(self) -> None:
+        if not self._due:
+            return
+        when = self._due[0][0]
+        if self._timer is not None:
+            if self._timer.when() <= when:
+                return
+            self._timer.cancel()
+        self._timer = self.loop.call_at(when, self._call_back)
 
     def _call_back(self) -> None:
-        """Send each scheduled event when it is due: the server speaking first."""
-        while True:
-            with self._changed:
-                while not self._cancelled:
-                    wait = self._due[0][0] - time.monotonic() if self._due else None
-                    if wait is not None and wait <= 0:
-                        break
-                    self._changed.wait(wait)
-                if self._cancelled:
-                    return
-                _, _, line, finishes = heapq.heappop(self._due)
-            sent = self.send_line(line)
-            if sent:
-                log(f"Upcall to {self.client_address}: {printable(line.removeprefix(EVENT_PREFIX))}")
-            with self._changed:
-                if finishes:
-                    self._in_flight -= 1
-                if not sent:
-                    self._cancelled = True
-                self._changed.notify_all()
+        """Send each scheduled event that is due: the server speaking first."""
+        self._timer = None
+        now = self.loop.time()
+        held = not self.accepting_lines()
+        while self._due and self._due[0][0] <= now:
+            _, _, line, finishes = heapq.heappop(self._due)
+            if not self.send_line(line):  # the connection is closing
+                self._due.clear()
+                return
+            log(f"Upcall to {self.client_address}: {printable(line.removeprefix(EVENT_PREFIX))}")
+            if finishes:
+                self._in_flight -= 1
+        self._wake_at_next_due()
+        if self._close_when_done and not self._in_flight:
+            self.close()
+        elif held and self.accepting_lines():
+            self.process_lines()  # a place is free: read the client's next lines
+
+    def _cancel_events(self) -> None:
+        self._due.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def finish_connection(self, reason: str) -> None:
-        with self._changed:
-            if reason in ("bye", "eof"):  # the client said goodbye: deliver what it is still owed
-                deadline = time.monotonic() + self.done_delay + FINISH_GRACE
-                while self._in_flight and not self._cancelled and time.monotonic() < deadline:
-                    self._changed.wait(0.1)
-            self._cancelled = True
-            self._changed.notify_all()
+        if reason in ("bye", "eof") and self._in_flight:
+            # The client said goodbye: deliver what it is still owed, then close (within a deadline).
+            self._close_when_done = True
+            self.loop.call_later(self.done_delay + FINISH_GRACE, self.close)
+            return
+        self._cancel_events()
+        super().finish_connection(reason)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_events()
+        super().connection_lost(exc)
 
 
 def main() -> int:
