@@ -40,6 +40,24 @@ def port_number(text: str) -> int:
     return value
 
 
+def positive_int(text: str) -> int:
+    """argparse type for counts such as --repeat: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def add_repeat(p: argparse.ArgumentParser) -> None:
+    """--repeat N: a client makes its calls N times over one connection (the `make compare` workload)."""
+    p.add_argument("--repeat", type=positive_int, default=1, metavar="N",
+                   help="make the calls N times over the same connection, a workload for `make compare` "
+                        "(default: 1)")
+
+
 def parser(description: str, *, host: str, port: int, server: bool) -> argparse.ArgumentParser:
     """An ArgumentParser with the lab's --host/--port pair already on it."""
     p = argparse.ArgumentParser(description=description)

@@ -56,12 +56,8 @@ def main() -> int:
                    help="operation to call: one of the four, all four, or both (add and mul); default: all")
     p.add_argument("-a", type=float, required=True, help="first number")
     p.add_argument("-b", type=float, required=True, help="second number")
-    p.add_argument("--repeat", type=int, default=1, metavar="N",
-                   help="make the calls N times over the same connection, a workload for `make compare` "
-                        "(default: 1)")
+    cli.add_repeat(p)
     args = p.parse_args()
-    if args.repeat < 1:
-        p.error("--repeat must be at least 1")
 
     host = f"[{args.host}]" if ":" in args.host else args.host
     base_url = f"http://{host}:{args.port}"

@@ -55,12 +55,8 @@ def main() -> int:
     p.add_argument("--op", choices=(*OPERATIONS, "all"), default="all", help="operation to call (default: all)")
     p.add_argument("-a", type=int, default=10, help="first integer operand (default: 10)")
     p.add_argument("-b", type=int, default=5, help="second integer operand (default: 5)")
-    p.add_argument("--repeat", type=int, default=1, metavar="N",
-                   help="make the calls N times over the same connection, a workload for `make compare` "
-                        "(default: 1)")
+    cli.add_repeat(p)
     args = p.parse_args()
-    if args.repeat < 1:
-        p.error("--repeat must be at least 1")
 
     service = calculator(args.host, args.port)
     failed = False

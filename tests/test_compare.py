@@ -162,4 +162,4 @@ def test_client_repeat_below_one_is_refused(folder):
                                  "--repeat", "0"),
                           cwd=REPO / folder, env=python_env(), capture_output=True, text=True, timeout=30)
     assert done.returncode == 2
-    assert "--repeat must be at least 1" in done.stderr and "Traceback" not in done.stderr
+    assert "argument --repeat: must be at least 1" in done.stderr and "Traceback" not in done.stderr
