@@ -14,7 +14,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from labkit import capture, cli
 from labkit.analyze import analyze
 from labkit.analyze.analysis import Analysis, stats
 from labkit.analyze.model import Message
-from labkit.procs import REPO
+from labkit.procs import REPO, free_port
 from labkit.protocols import NAMES, PROTOCOLS, Protocol, Step
 
 OUT_DIR = capture.CAPTURES / "compare"
@@ -285,12 +284,6 @@ def save_chart(path: Path, result: dict) -> None:
 
 
 # ------------------------------------------------------------------ running the workloads
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class QuietOutput:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +21,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 # Module-level name: inside class Proc, `signal` is the method of that name, not the module.
 SIGTERM = signal.SIGTERM
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (the kernel's pick)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def python_env(extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -34,7 +34,7 @@ from labkit.analyze.synth import (
     http_response,
     write_lab_mix,
 )
-from labkit.procs import REPO, python_env
+from labkit.procs import REPO, free_port, python_env
 
 TSHARK_TIMEOUT = 60
 ANALYZE_TIMEOUT = 60
@@ -324,12 +324,6 @@ def curl(*args: str) -> str:
     done = subprocess.run(["curl", "-sS", "--max-time", "10", *args], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     return done.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def soap_envelope(op: str, a: int, b: int) -> str:

@@ -23,11 +23,10 @@ from labkit.bench.core import (
     Settings,
     alternate,
     describe,
-    free_port,
     json_line,
     run_tool,
 )
-from labkit.procs import REPO
+from labkit.procs import REPO, free_port
 
 WRK_SCRIPT = Path(__file__).resolve().with_name("wrk_report.lua")
 #: wrk's own timeout per request: an answer later than this counts as an error.

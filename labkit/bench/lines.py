@@ -23,11 +23,10 @@ from labkit.bench.core import (
     Settings,
     alternate,
     describe,
-    free_port,
     json_line,
     run_tool,
 )
-from labkit.procs import REPO, python_env
+from labkit.procs import REPO, free_port, python_env
 
 #: Upcall callbacks under load: Progress and Done this soon after each message (the demo uses 0.5 s and
 #: 1 s). With the demo's delays MAX_IN_FLIGHT (64 messages being processed per connection) caps a

@@ -29,12 +29,11 @@ from labkit.bench.core import (
     Server,
     Settings,
     describe,
-    free_port,
     percentile,
     run_tool,
     wait_for_line,
 )
-from labkit.procs import REPO, python_env
+from labkit.procs import REPO, free_port, python_env
 
 BASELINE_NAME = "mosquitto_pub/mosquitto_sub (C)"
 OURS_NAME = "pub.py/sub.py (paho)"
