@@ -105,19 +105,37 @@ class Proc:
     def wait_for(self, pattern: str, timeout: float = 10.0, start: int = 0) -> re.Match:
         """Wait until a line (from index `start`) matches `pattern`; fail with the output so far."""
         rx = re.compile(pattern)
+
+        def first_match() -> re.Match | None:
+            return next((m for line in self.lines[start:] if (m := rx.search(line))), None)
+
+        return self._wait_until(first_match, f"print /{pattern}/", timeout)
+
+    def wait_for_count(self, pattern: str, count: int, timeout: float = 15.0, start: int = 0) -> int:
+        """Wait until `pattern` has matched at least `count` lines (from index `start`); returns how many."""
+        rx = re.compile(pattern)
+
+        def enough() -> int | None:
+            seen = sum(1 for line in self.lines[start:] if rx.search(line))
+            return seen if seen >= count else None
+
+        return self._wait_until(enough, f"print {count} lines /{pattern}/", timeout)
+
+    def _wait_until(self, found, what: str, timeout: float):
+        """Re-check `found()` (under the output lock) as lines arrive until it returns something else than
+        None; fail if the output ends first or after `timeout`, with the output so far."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                for line in self.lines[start:]:
-                    m = rx.search(line)
-                    if m:
-                        return m
+                result = found()
+                if result is not None:
+                    return result
                 if not self._reader.is_alive():
                     raise RuntimeError(f"{self.label} exited (code {self.popen.poll()}) "
-                                       f"before printing /{pattern}/:\n{self.output_unlocked()}")
+                                       f"before it did {what}:\n{self.output_unlocked()}")
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError(f"{self.label} did not print /{pattern}/ within {timeout}s:\n"
+                    raise TimeoutError(f"{self.label} did not {what} within {timeout}s:\n"
                                        f"{self.output_unlocked()}")
                 self._cond.wait(min(left, 0.2))
 

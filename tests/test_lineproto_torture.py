@@ -79,11 +79,6 @@ class Target:
         assert self.proc.running()
         assert "Traceback" not in self.proc.output, self.proc.output
 
-    def wait_for_count(self, pattern: str, count: int, timeout: float = 15) -> None:
-        deadline = time.monotonic() + timeout
-        while self.proc.count(pattern) < count and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert self.proc.count(pattern) >= count, f"{self.proc.count(pattern)} of {count} /{pattern}/"
 
 
 def raw_connection(port: int) -> socket.socket:
@@ -166,7 +161,7 @@ def test_two_hundred_connections_at_once(spawn, port, kind):
     target = Target(spawn, port, kind)
     conns = [target.connect(reply_timeout=20) for _ in range(200)]
     try:
-        target.wait_for_count(r"^Connection from: ", 200)
+        target.proc.wait_for_count(r"^Connection from: ", 200)
         target.assert_answers_within_a_second()
 
         def converse(index: int) -> str | None:
@@ -189,7 +184,7 @@ def test_sigterm_with_two_hundred_clients_connected_stops_within_a_second(spawn,
     try:
         for index, conn in enumerate(conns):
             conn.send_line(f"busy {index}")
-        target.wait_for_count(r"^Received from client: busy ", 200)
+        target.proc.wait_for_count(r"^Received from client: busy ", 200)
         started = time.monotonic()
         target.proc.signal(signal.SIGTERM)
         assert target.proc.popen.wait(5) == 0
@@ -226,7 +221,7 @@ def test_a_client_pouring_lines_holds_up_nobody(spawn, port, kind):
         pool.submit(pour)
         pool.submit(drain)
         try:
-            target.wait_for_count(r"^Received from client: answer me$", 60)  # it is being served
+            target.proc.wait_for_count(r"^Received from client: answer me$", 60)  # it is being served
             for _ in range(5):
                 target.assert_answers_within_a_second()
         finally:
@@ -243,12 +238,12 @@ def test_silent_and_half_finished_clients_hold_up_nobody(spawn, port, kind):
     try:
         for sock in unfinished:
             sock.sendall(b"a message that never ends")
-        target.wait_for_count(r"^Connection from: ", 120)
+        target.proc.wait_for_count(r"^Connection from: ", 120)
         target.assert_answers_within_a_second()
     finally:
         for sock in silent + unfinished:
             sock.close()
-    target.wait_for_count(r"ended mid-line", 60)
+    target.proc.wait_for_count(r"ended mid-line", 60)
     target.assert_healthy()
 
 
@@ -264,7 +259,7 @@ def test_clients_that_vanish_mid_message(spawn, port, kind):
         sock.close()
         if index % 10 == 0:
             target.assert_answers_within_a_second()
-    target.wait_for_count(r"^Connection closed: ", 40)
+    target.proc.wait_for_count(r"^Connection closed: ", 40)
     target.assert_healthy()
 
 

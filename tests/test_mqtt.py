@@ -39,16 +39,6 @@ def matches(proc: Proc, rx: re.Pattern, start: int = 0, end: int | None = None) 
     return [m for line in proc.lines[start:end] if (m := rx.match(line))]
 
 
-def wait_count(proc: Proc, pattern: str, n: int, timeout: float = 15.0, start: int = 0) -> None:
-    """Wait until `pattern` has matched `n` lines (from index `start`) of proc's output."""
-    rx = re.compile(pattern)
-    deadline = time.monotonic() + timeout
-    while sum(1 for line in proc.lines[start:] if rx.search(line)) < n:
-        assert proc.running() or sum(1 for line in proc.lines[start:] if rx.search(line)) >= n, proc.output
-        assert time.monotonic() < deadline, f"fewer than {n} lines /{pattern}/ in:\n{proc.output}"
-        time.sleep(0.05)
-
-
 def index_of(proc: Proc, pattern: str, start: int = 0) -> int:
     """Index of the first line (from `start`) matching pattern; waits for it."""
     proc.wait_for(pattern, timeout=15, start=start)
@@ -248,7 +238,7 @@ def test_pub_and_sub_reconnect_after_broker_restart_and_sub_resubscribes(spawn, 
     broker.stop()
     lost = index_of(pub, r"^Lost the connection to the MQTT broker")
     sub.wait_for(r"^Lost the connection to the MQTT broker")
-    wait_count(pub, r"^Not sent \(no connection to the broker", 3, start=lost)
+    pub.wait_for_count(r"^Not sent \(no connection to the broker", 3, start=lost)
     # While the broker is down nothing is claimed as published (the original printed Published: anyway).
     assert not matches(pub, PUBLISHED, start=lost), pub.output
 
@@ -269,7 +259,7 @@ def test_pub_qos1_queues_while_broker_is_down_and_sends_after_reconnect(spawn, b
     pub.wait_for(PUBLISHED.pattern)
     broker.stop()
     lost = index_of(pub, r"^Lost the connection")
-    wait_count(pub, r"^Queued until the broker is back \(QoS 1\): ", 2, start=lost)
+    pub.wait_for_count(r"^Queued until the broker is back \(QoS 1\): ", 2, start=lost)
     queued = [line.split(": ", 1)[1] for line in pub.lines[lost:] if line.startswith("Queued until")]
 
     broker.start()

@@ -139,10 +139,7 @@ def test_twenty_clients_are_served_at_once(spawn, port):
     server = start_server(spawn, port)
     conns = [connect(port) for _ in range(20)]
     # All twenty are connected at the same time before anyone speaks.
-    for _ in range(100):
-        if server.count(CONNECTION_LINE) == 20:
-            break
-        time.sleep(0.05)
+    server.wait_for_count(CONNECTION_LINE, 20, timeout=5)
     assert server.count(CONNECTION_LINE) == 20, server.output
 
     def converse(index: int) -> list[str]:

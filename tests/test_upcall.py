@@ -180,10 +180,7 @@ def test_idle_connection_is_closed_after_the_idle_timeout(spawn, port):
 def test_twenty_clients_each_get_only_their_own_callbacks(spawn, port):
     server = start_server(spawn, port)
     conns = [connect(port) for _ in range(20)]
-    for _ in range(100):
-        if server.count(CONNECTION_LINE) == 20:
-            break
-        time.sleep(0.05)
+    server.wait_for_count(CONNECTION_LINE, 20, timeout=5)
     assert server.count(CONNECTION_LINE) == 20, server.output
 
     def converse(index: int) -> list[str]:
