@@ -255,7 +255,11 @@ def test_requests_gunicorn_refuses_are_answered_in_the_apps_format(served, reque
 def socket_inodes(pid: int) -> set[str]:
     """Inodes of the sockets process `pid` holds (as /proc/net/tcp and /proc/net/unix name them)."""
     inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return inodes  # the process has just gone (a killed worker): it holds nothing
+    for fd in fds:
         try:
             target = os.readlink(f"/proc/{pid}/fd/{fd}")
         except OSError:
