@@ -1,28 +1,53 @@
 """Request/response over TCP, the client side: send a message, block until its answer comes.
 
-The client always speaks first and the server only ever answers: one request line,
-one reply line, in lockstep. `bye` (or the end of input) ends the conversation.
+The client always speaks first and the server only ever answers: one request line, one
+reply line, in lockstep. `bye` (or the end of input) ends the conversation.
 """
 
 from __future__ import annotations
 
+import argparse
+import signal
+import socket
 import sys
-from collections.abc import Iterator
+import time
 
-from labkit import cli
-from labkit.lineproto import CONNECT_TIMEOUT, REPLY_TIMEOUT, LineClient, printable
-from labkit.protocols import REQRESP_PORT, get
-
-WHAT = "reqresp server"
-#: Sent to the server to end the conversation; the server echoes it and closes.
+HOST = "reqresp-server"  # the compose service name; without Docker use --host 127.0.0.1
+PORT = 2222
+#: How long the client tries to connect (retrying while the server is still starting).
+CONNECT_TIMEOUT_SECONDS = 10.0
+#: How long the client waits for the reply to a message.
+REPLY_TIMEOUT_SECONDS = 10.0
+#: Sent to end the conversation: the server echoes it, then closes the connection.
 BYE = "bye"
 
 
-def is_bye(message: str) -> bool:
-    return message.strip().lower() == BYE
+class ClientError(Exception):
+    """Printed as one line `error: ...`, exit status 1."""
 
 
-def typed_messages() -> Iterator[str]:
+def connect(host: str, port: int, timeout: float) -> socket.socket:
+    """A connection to the server within `timeout` seconds, or ClientError saying why not."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return socket.create_connection((host, port), timeout=max(deadline - time.monotonic(), 0.1))
+        except ConnectionRefusedError as e:  # not listening (yet): try again until the deadline
+            if time.monotonic() + 0.2 < deadline:
+                time.sleep(0.2)
+                continue
+            reason = e.strerror
+        except socket.gaierror as e:
+            reason = f"unknown host ({e.strerror})"
+        except TimeoutError:
+            reason = f"no answer within {timeout:g} s"
+        except OSError as e:
+            reason = e.strerror or str(e)
+        hint = " (running without Docker? add --host 127.0.0.1)" if "-" in host else ""
+        raise ClientError(f"cannot reach the reqresp server at {host}:{port}: {reason}{hint}")
+
+
+def typed_messages():
     """Messages typed at the prompt, until end of input (Ctrl+D)."""
     prompt = "Enter message: "
     while True:
@@ -31,64 +56,62 @@ def typed_messages() -> Iterator[str]:
         except EOFError:
             print()
             return
-        if not line.strip():
-            continue
-        yield line
-        prompt = "Enter another message: "
+        if line.strip():
+            yield line
+            prompt = "Enter another message: "
 
 
-def given_messages(arguments: list[str]) -> Iterator[str]:
-    for argument in arguments:
-        yield from argument.splitlines() or [""]
-
-
-def exchange(client: LineClient, message: str) -> str:
-    """Send one message and wait for its reply line."""
+def exchange(sock: socket.socket, replies, message: str) -> str:
+    """Send one request line and wait for its reply line: the whole protocol."""
     try:
-        client.send_line(message)
-        reply = client.read_line()
+        sock.sendall(f"{message}\n".encode())
+        reply = replies.readline()
     except TimeoutError:
-        raise cli.LabError(f"no reply from the {WHAT} within {REPLY_TIMEOUT:g} s") from None
+        raise ClientError(f"no reply from the reqresp server within {sock.gettimeout():g} s") from None
     except OSError as e:
-        raise cli.LabError(f"lost the connection to the {WHAT}: {e.strerror or e}") from None
-    if reply is None:
-        raise cli.LabError(f"the {WHAT} closed the connection")
-    return reply
-
-
-def wait_for_server_close(client: LineClient) -> None:
-    """After bye the server closes first; closing after it makes the teardown the same every time."""
-    try:
-        while client.read_line() is not None:
-            pass
-    except OSError:  # no close within the reply timeout, or a reset: close our side anyway
-        pass
+        raise ClientError(f"lost the connection to the reqresp server: {e.strerror or e}") from None
+    if not reply:
+        raise ClientError("the reqresp server closed the connection")
+    return reply.decode("utf-8", errors="replace").rstrip("\r\n")
 
 
 def main() -> int:
-    p = cli.parser("TCP request/response client: sends lines, prints the server's echo.",
-                   host=get("reqresp").server_service, port=REQRESP_PORT, server=False)
-    p.add_argument("messages", nargs="*",
-                   help="send these messages then bye, and exit (scripted); without them, ask at a prompt")
-    p.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT, metavar="SECONDS",
-                   help=f"give up connecting after this long (default: {CONNECT_TIMEOUT:g})")
+    p = argparse.ArgumentParser(description="TCP request/response client: sends lines, prints the echoes.")
+    p.add_argument("messages", nargs="*", help="send these, then bye, and exit; without them, ask at a prompt")
+    p.add_argument("--host", default=HOST, help=f"server to connect to (default: {HOST})")
+    p.add_argument("--port", type=int, default=PORT, help=f"server port (default: {PORT})")
+    p.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT_SECONDS, metavar="SECONDS",
+                   help=f"give up connecting after this long (default: {CONNECT_TIMEOUT_SECONDS:g})")
+    p.add_argument("--reply-timeout", type=float, default=REPLY_TIMEOUT_SECONDS, metavar="SECONDS",
+                   help=f"give up waiting for a reply after this long (default: {REPLY_TIMEOUT_SECONDS:g})")
     args = p.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)
     sys.stdin.reconfigure(errors="replace")
 
-    client = LineClient.connect(args.host, args.port, WHAT, timeout=args.connect_timeout)
-    try:
-        messages = given_messages(args.messages) if args.messages else typed_messages()
-        for message in messages:
-            print(f"Received from server: {printable(exchange(client, message))}")
-            if is_bye(message):
+    sock = connect(args.host, args.port, args.connect_timeout)
+    sock.settimeout(args.reply_timeout)
+    replies = sock.makefile("rb")
+    with sock, replies:
+        given = [line for argument in args.messages for line in argument.splitlines() or [""]]
+        for message in given or typed_messages():
+            print(f"Received from server: {exchange(sock, replies, message)}")
+            if message.strip().lower() == BYE:
                 break
         else:  # end of input means the same as bye
-            print(f"Received from server: {printable(exchange(client, BYE))}")
-        wait_for_server_close(client)
-        return 0
-    finally:
-        client.close()
+            print(f"Received from server: {exchange(sock, replies, BYE)}")
+        try:  # the server closes first after bye; we close after it
+            replies.read()
+        except OSError:
+            pass
+    return 0
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # docker stop, kill: a clean exit
+    try:
+        sys.exit(main())
+    except ClientError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,40 +1,205 @@
 """Request/response over TCP: the client asks, the server answers, nothing else happens.
 
-Each message is one UTF-8 line; the server echoes it as `Echo: <message>` to the
-client that sent it, serving many clients at once from one event loop (asyncio).
+Each message is one UTF-8 line ending in "\\n" (the framing that turns TCP's byte stream into
+messages); the server answers each with `Echo: <message>`. One asyncio event loop serves
+every client at once: `serve_client()` below is one conversation, read a line, write a line.
 """
 
 from __future__ import annotations
 
-from labkit import cli, lineproto
-from labkit.lineproto import log, printable
-from labkit.protocols import REQRESP_PORT
+import argparse
+import asyncio
+import errno
+import os
+import signal
+import sys
+import time
 
+HOST = "0.0.0.0"  # listen on every interface, so that the client container can reach us
+PORT = 2222
+#: Longest message accepted, in bytes of UTF-8 without the line ending. A longer line is
+#: answered `Error: line too long` and discarded; the connection stays open.
+MAX_LINE_BYTES = 64 * 1024
+#: A client that sends nothing (or reads none of its replies) for this long gets
+#: `Error: idle timeout` and is disconnected.
+IDLE_TIMEOUT_SECONDS = 300.0
+#: Clients served at once; one more is told `Error: server busy` and disconnected.
+MAX_CONNECTIONS = 256
 #: The message that ends a conversation: the server echoes it, then closes the connection.
 BYE = "bye"
 
+clients: dict[asyncio.StreamWriter, float] = {}  # each connection served: when we last heard from it
+server_log = None  # with SERVER_LOG set, the file every printed line is also appended to
 
-class EchoHandler(lineproto.LineHandler):
-    """Answer every line with `Echo: <line>`; after `bye`, close."""
 
-    def handle_line(self, message: str) -> bool:
+def log(line: str) -> None:
+    """Print one line of the server's output (and append it to SERVER_LOG, if set)."""
+    print(line, flush=True)
+    if server_log:
+        server_log.write(line + "\n")
+
+
+def printable(text: str) -> str:
+    """`text` for a terminal: control characters (ESC, NUL, ...) shown escaped."""
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
+class BadLine(Exception):
+    """A line the server refuses: answered `Error: <reason>`, and the connection stays open."""
+
+
+async def read_message(reader: asyncio.StreamReader, peer) -> str | None:
+    """The next line without its "\\n" (or "\\r\\n"); None once the client has gone."""
+    try:
+        try:
+            line = await reader.readuntil(b"\n")
+        except asyncio.LimitOverrunError as e:  # no "\n" within the limit: skip to the end of that line
+            while True:
+                await reader.readexactly(e.consumed)
+                try:
+                    await reader.readuntil(b"\n")
+                    break
+                except asyncio.LimitOverrunError as more:
+                    e = more
+            raise BadLine("line too long") from None
+    except asyncio.IncompleteReadError as e:  # the stream ended, perhaps in the middle of a line
+        if e.partial:
+            log(f"Connection from {peer} ended mid-line ({len(e.partial)} bytes discarded)")
+        return None
+    line = line[:-2] if line.endswith(b"\r\n") else line[:-1]
+    if len(line) > MAX_LINE_BYTES:
+        raise BadLine("line too long")
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadLine("invalid UTF-8") from None
+
+
+async def answer_next_line(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer) -> str | None:
+    """Read one request line and write its reply: the request/response step. None at the end."""
+    try:
+        message = await read_message(reader, peer)
+    except BadLine as e:
+        log(f"Error from {peer}: {e}")
+        message, reply = "", f"Error: {e}"
+    else:
+        if message is None:
+            return None
         log(f"Received from client: {printable(message)}")
-        if not self.send_line(f"Echo: {message}"):
-            return False
-        return message.strip().lower() != BYE
+        reply = f"Echo: {message}"
+    writer.write(f"{reply}\n".encode())
+    await writer.drain()  # waits while the client is not reading its replies (TCP flow control)
+    return message
+
+
+async def serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """One client's conversation, until bye, the end of its stream or the idle timeout."""
+    peer = writer.get_extra_info("peername")
+    if len(clients) >= MAX_CONNECTIONS:
+        log(f"Refused {peer}: server busy ({MAX_CONNECTIONS} connections)")
+        writer.write(b"Error: server busy\n")
+        writer.close()
+        return
+    loop = asyncio.get_running_loop()
+    clients[writer] = loop.time()
+    log(f"Connection from: {peer}")
+    try:
+        while True:
+            message = await answer_next_line(reader, writer, peer)
+            clients[writer] = loop.time()  # heard from it just now
+            if message is None or message.strip().lower() == BYE:
+                break
+    except OSError:  # the client vanished (connection reset), or was cut off as idle
+        pass
+    finally:
+        del clients[writer]
+        writer.close()
+        log(f"Connection closed: {peer}")
+
+
+async def close_idle_connections() -> None:
+    """Once a second, disconnect every client that has been silent for IDLE_TIMEOUT_SECONDS."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(1)
+        for writer, heard in list(clients.items()):
+            if loop.time() - heard < IDLE_TIMEOUT_SECONDS:
+                continue
+            if writer.transport.get_write_buffer_size():  # it does not even read its replies: cut it off
+                writer.transport.abort()
+                continue
+            peer = writer.get_extra_info("peername")
+            log(f"Closing idle connection: {peer} (nothing received for {IDLE_TIMEOUT_SECONDS:g} s)")
+            writer.write(b"Error: idle timeout\n")
+            writer.close()  # its serve_client() then sees the end of the stream
+
+
+async def serve(host: str, port: int) -> None:
+    """Listen, serve every client until SIGTERM or Ctrl+C, then close all connections."""
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, context: log(f"Error: {context.get('exception') or context['message']}"))
+    server = await asyncio.start_server(serve_client, host, port, limit=MAX_LINE_BYTES + 1, backlog=1024)
+    global server_log
+    if os.environ.get("SERVER_LOG"):  # in Docker: a second `python server.py` follows this file
+        try:
+            server_log = open(os.environ["SERVER_LOG"], "a", buffering=1, encoding="utf-8")
+        except OSError as e:
+            print(f"warning: cannot write {e.filename}: {e.strerror}; output not copied there", file=sys.stderr)
+    log(f"Server listening on {host}:{port}")
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    idle_watch = asyncio.create_task(close_idle_connections())
+    await stop.wait()
+    idle_watch.cancel()
+    server.close()
+    for writer in list(clients):
+        writer.close()  # each client sees the server close; what it was sent still goes out first
+
+
+def follow(path: str, port: int) -> None:
+    """Print the lines the server already running appends to `path`, until SIGTERM or Ctrl+C."""
+    print(f"Following the reqresp server already running in this container (port {port}): "
+          "its output from now on. Ctrl+C to stop.", flush=True)
+    with open(path, encoding="utf-8", errors="replace") as lines:
+        lines.seek(0, os.SEEK_END)
+        while True:
+            line = lines.readline()
+            if line:
+                print(line, end="", flush=True)
+            else:
+                time.sleep(0.2)
 
 
 def main() -> int:
-    p = cli.parser("TCP echo server: one line in, `Echo: <line>` out.", host="0.0.0.0", port=REQRESP_PORT,
-                   server=True)
-    lineproto.add_server_limits(p)
+    global IDLE_TIMEOUT_SECONDS, MAX_CONNECTIONS  # the flags override the constants above
+    p = argparse.ArgumentParser(description="TCP echo server: one line in, `Echo: <line>` out.")
+    p.add_argument("--host", default=HOST, help=f"address to listen on (default: {HOST})")
+    p.add_argument("--port", type=int, default=PORT, help=f"port to listen on (default: {PORT})")
+    p.add_argument("--idle-timeout", type=float, default=IDLE_TIMEOUT_SECONDS, metavar="SECONDS",
+                   help=f"disconnect a client silent for this long (default: {IDLE_TIMEOUT_SECONDS:g})")
+    p.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS, metavar="N",
+                   help=f"clients served at once (default: {MAX_CONNECTIONS})")
     args = p.parse_args()
-    server = lineproto.start_server(args.host, args.port, EchoHandler, "reqresp server",
-                                    idle_timeout=args.idle_timeout, max_connections=args.max_connections)
-    log(f"Server listening on {args.host}:{server.port}")
-    lineproto.serve(server)
+    IDLE_TIMEOUT_SECONDS, MAX_CONNECTIONS = args.idle_timeout, args.max_connections
+    try:
+        asyncio.run(serve(args.host, args.port))
+    except OSError as e:
+        path = os.environ.get("SERVER_LOG")
+        if e.errno != errno.EADDRINUSE:
+            print(f"error: cannot listen on {args.host}:{args.port}: {e.strerror or e}", file=sys.stderr)
+            return 2
+        if not (path and os.path.isfile(path)):
+            print(f"error: port {args.port} on {args.host} is already in use: stop the other "
+                  "reqresp server (or choose another with --port)", file=sys.stderr)
+            return 2
+        signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops following, like Ctrl+C
+        try:
+            follow(path, args.port)
+        except KeyboardInterrupt:
+            pass
     return 0
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    sys.exit(main())
