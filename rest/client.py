@@ -6,16 +6,18 @@ the server's code; the calls share one keep-alive TCP connection (watch it in Wi
 
 from __future__ import annotations
 
+import argparse
 import re
+import signal
+import sys
 
 import requests
 
-from labkit import cli
-from labkit.protocols import PROTOCOLS, REST_PORT
-
+HOST = "rest-server"  # the compose service; without Docker use --host 127.0.0.1
+PORT = 5151
 #: Seconds to wait for the TCP connection to the server.
 CONNECT_TIMEOUT_SECONDS = 3
-#: Seconds to wait for an answer once connected.
+#: Seconds to wait for each answer once connected (--timeout overrides it).
 READ_TIMEOUT_SECONDS = 10
 
 OPERATIONS = ("add", "sub", "mul", "div")
@@ -26,18 +28,10 @@ class CallFailed(Exception):
     """The server answered, but with an error (its message is in the exception)."""
 
 
-def short_reason(error: requests.RequestException) -> str:
-    """`Connection refused` rather than requests' three nested exception reprs."""
-    if isinstance(error, requests.ConnectTimeout):
-        return f"no answer within {CONNECT_TIMEOUT_SECONDS} s"
-    found = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(error))
-    return found.group(1).strip() if found else type(error).__name__
-
-
-def call(session: requests.Session, base_url: str, op: str, a: float, b: float) -> float:
+def call(session: requests.Session, base_url: str, op: str, a: float, b: float, read_timeout: float) -> float:
     """GET /<op>?a=&b= and return the result; CallFailed with the server's message otherwise."""
     response = session.get(f"{base_url}/{op}", params={"a": a, "b": b},
-                           timeout=(CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS))
+                           timeout=(CONNECT_TIMEOUT_SECONDS, read_timeout))
     try:
         body = response.json()
     except ValueError:
@@ -45,40 +39,56 @@ def call(session: requests.Session, base_url: str, op: str, a: float, b: float) 
     if response.status_code == 200 and isinstance(body, dict) and "result" in body:
         return float(body["result"])
     if isinstance(body, dict) and "error" in body:
-        raise CallFailed(str(body["error"]))
+        raise CallFailed(body["error"])
     raise CallFailed(f"HTTP {response.status_code} {response.reason}")
 
 
+def unreachable(error: requests.RequestException) -> str:
+    """`Connection refused` rather than requests' three nested exception reprs."""
+    if isinstance(error, requests.ConnectTimeout):
+        return f"no answer within {CONNECT_TIMEOUT_SECONDS} s"
+    found = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(error))
+    return found.group(1).strip() if found else type(error).__name__
+
+
 def main() -> int:
-    rest = PROTOCOLS["rest"]
-    p = cli.parser(__doc__.splitlines()[0], host=rest.server_service, port=REST_PORT, server=False)
-    p.add_argument("--op", choices=tuple(SELECTIONS), default="all",
-                   help="operation to call: one of the four, all four, or both (add and mul); default: all")
-    p.add_argument("-a", type=float, required=True, help="first number")
-    p.add_argument("-b", type=float, required=True, help="second number")
-    cli.add_repeat(p)
-    args = p.parse_args()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default=HOST, help=f"server to connect to (default: {HOST})")
+    parser.add_argument("--port", type=int, default=PORT, help=f"server port (default: {PORT})")
+    parser.add_argument("--op", choices=tuple(SELECTIONS), default="all",
+                        help="one of the four operations, all four, or both (add and mul); default: all")
+    parser.add_argument("-a", type=float, required=True, help="first number")
+    parser.add_argument("-b", type=float, required=True, help="second number")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="make the calls N times over the same connection (default: 1)")
+    parser.add_argument("--timeout", type=float, default=READ_TIMEOUT_SECONDS, metavar="SECONDS",
+                        help=f"wait this long for each answer (default: {READ_TIMEOUT_SECONDS})")
+    args = parser.parse_args()
 
     host = f"[{args.host}]" if ":" in args.host else args.host
-    base_url = f"http://{host}:{args.port}"
     failures = 0
     with requests.Session() as session:
         for op in SELECTIONS[args.op] * args.repeat:
             try:
-                result = call(session, base_url, op, args.a, args.b)
+                result = call(session, f"http://{host}:{args.port}", op, args.a, args.b, args.timeout)
+                print(f"{op}({args.a},{args.b}) = {result}")
             except CallFailed as e:
                 print(f"{op}({args.a},{args.b}) -> error: {e}")
                 failures += 1
-                continue
             except requests.ReadTimeout:
-                print(f"{op}({args.a},{args.b}) -> error: no answer within {READ_TIMEOUT_SECONDS} s")
+                print(f"{op}({args.a},{args.b}) -> error: no answer within {args.timeout:g} s")
                 failures += 1
-                continue
             except requests.RequestException as e:
-                raise cli.unreachable("REST server", args.host, args.port, short_reason(e)) from None
-            print(f"{op}({args.a},{args.b}) = {result}")
+                hint = " (running without Docker? add --host 127.0.0.1)" if args.host == HOST else ""
+                print(f"error: cannot reach the REST server at {args.host}:{args.port}: {unreachable(e)}{hint}",
+                      file=sys.stderr)
+                return 1
     return 1 if failures else 0
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)
