@@ -1,11 +1,14 @@
-"""Record a protocol's scripted demo into captures/<proto>.pcapng, ready to read in Wireshark.
+"""Record a protocol's scripted demo into captures/, ready to read in Wireshark.
 
 `python -m labkit.capture <proto|all> [--runtime docker|netns|local]` (what `make capture-<proto>`
 runs) starts tcpdump, waits until it listens, runs the demo, lets the last FIN/ACKs pass,
 stops tcpdump and stores the packets as pcapng with a file comment (protocol, demo
-command, runtime, UTC time). The runtime is chosen automatically unless --runtime says:
+command, runtime, UTC time). Every capture gets a name of its own, captures/<proto>-<UTC time>.pcapng,
+and captures/<proto>.pcapng is a copy of the latest (what `make analyze-<proto>` and
+`make wireshark-<proto>` open); labkit.record writes the same names for a student's own session.
+The runtime is chosen automatically unless --runtime says:
   docker  a Docker engine answers: a capture sidecar (compose profile `capture`) runs tcpdump
-          inside the server's network namespace; the demo runs with `docker compose exec`
+          inside the server's network namespace and streams it here; the demo runs with `docker compose exec`
   netns   root and `ip netns` work: the compose file rebuilt as network namespaces
           (labkit.netns); tcpdump on its bridge sees distinct hosts, ARP and handshakes
   local   plain processes on 127.0.0.1, tcpdump on `lo` with a port filter
@@ -19,6 +22,7 @@ import re
 import shlex
 import shutil
 import signal
+import struct
 import subprocess
 import tempfile
 import threading
@@ -118,14 +122,20 @@ class Tcpdump:
     """
 
     def __init__(self, interface: str, out: Path, bpf_filter: list[str] | None = None,
-                 prefix: list[str] | None = None):
-        exe = need_tool("tcpdump", "it records the traffic")
+                 prefix: list[str] | None = None, argv: list[str] | None = None,
+                 stop_argv: list[str] | None = None):
+        """`argv` replaces the whole tcpdump command (the Docker sidecar's `compose run`, which writes pcap
+        to its stdout too); `stop_argv` then stops it (`docker stop`), instead of SIGINT to the process."""
+        if argv is None:
+            exe = need_tool("tcpdump", "it records the traffic")
+            argv = [*(prefix or []), exe, "-i", interface, "-n", "-U", "--immediate-mode", "-B", str(BUFFER_KIB),
+                    "-w", "-", *(bpf_filter or [])]
         self.interface = interface
-        self.argv = [*(prefix or []), exe, "-i", interface, "-n", "-U", "--immediate-mode", "-B", str(BUFFER_KIB),
-                     "-w", "-",
-                     *(bpf_filter or [])]
+        self.argv = argv
+        self.stop_argv = stop_argv
         self.out = out
         self.stderr_lines: list[str] = []
+        self.packets = PcapCounter()
         self._listening = threading.Event()
         self._file = open(out, "wb")  # noqa: SIM115 - closed in stop()
         self.popen = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -139,6 +149,7 @@ class Tcpdump:
         assert self.popen.stdout is not None
         while chunk := self.popen.stdout.read(65536):
             self._file.write(chunk)
+            self.packets.feed(chunk)
         self._file.flush()
 
     def _read_stderr(self) -> None:
@@ -171,7 +182,10 @@ class Tcpdump:
     def stop(self) -> CaptureStats:
         """SIGINT (tcpdump writes what it has and exits), SIGKILL only if it hangs; its counters."""
         if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGINT)
+            if self.stop_argv:
+                subprocess.run(self.stop_argv, capture_output=True, timeout=STOP_TIMEOUT + 20)
+            else:
+                self.popen.send_signal(signal.SIGINT)
             try:
                 self.popen.wait(STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
@@ -181,8 +195,43 @@ class Tcpdump:
         self._reader.join(5)
         self._file.close()
         text = "\n".join(self.stderr_lines)
-        return CaptureStats(captured=_count(r"(\d+) packets? captured", text),
+        return CaptureStats(captured=_count(r"(\d+) packets? captured", text) or self.packets.count,
                             dropped=_count(r"(\d+) packets? dropped by kernel", text))
+
+
+class PcapCounter:
+    """Counts the packets of a pcap byte stream as it arrives (tcpdump -w -): the live counter."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._head = b""  # an incomplete header carried over to the next chunk
+        self._skip = 0  # bytes of the current packet still to come
+        self._record: struct.Struct | None = None  # the record header, in the stream's byte order
+
+    def feed(self, chunk: bytes) -> None:
+        data, i = self._head + chunk, 0
+        self._head = b""
+        while True:
+            if self._skip:
+                take = min(self._skip, len(data) - i)
+                i += take
+                self._skip -= take
+                if self._skip:
+                    return
+            if self._record is None:  # the file header: magic number first, 24 bytes in all
+                if len(data) - i < 24:
+                    self._head = data[i:]
+                    return
+                little = data[i:i + 4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1")
+                self._record = struct.Struct("<8xI4x" if little else ">8xI4x")
+                i += 24
+                continue
+            if len(data) - i < 16:
+                self._head = data[i:]
+                return
+            self._skip = self._record.unpack_from(data, i)[0]
+            self.count += 1
+            i += 16
 
 
 def _count(pattern: str, text: str) -> int | None:
@@ -211,34 +260,96 @@ def demo_commands(proto: Protocol, kind: str, runtime=None) -> list[str]:
     return lines
 
 
-def comments_for(proto: Protocol, runtime: str, where: str, commands: list[str],
-                 made_with: str | None = None) -> list[str]:
-    """The capture file comments: what was captured, how, and when (UTC)."""
-    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+def comments_for(proto: Protocol, runtime: str, where: str, commands: list[str], made_with: str | None = None,
+                 recorded: tuple[datetime, datetime] | None = None) -> list[str]:
+    """The capture file comments: what was captured, how, and when (UTC).
+
+    `recorded` (start, end) marks a recording of the student's own session (`commands`: what they were told
+    to run); without it, the scripted demo's `commands` ran.
+    """
+    fmt = "%Y-%m-%d %H:%M:%S UTC"
+    if recorded:
+        start, end = recorded
+        what, activity = "recording", f"Session: driven by hand while recording; suggested: {'; '.join(commands)}"
+        when = f"Recorded: {start.strftime(fmt)} to {end.strftime(fmt)}"
+    else:
+        what, activity = "capture", f"Demo: {'; '.join(commands)}"
+        when = f"Captured: {datetime.now(UTC).strftime(fmt)}"
     return [
-        f"Messaging-protocols lab capture of {proto.name}: {proto.title}, port {proto.port}",
-        f"Demo: {'; '.join(commands)}",
+        f"Messaging-protocols lab {what} of {proto.name}: {proto.title}, port {proto.port}",
+        activity,
         f"Runtime: {runtime} ({where})",
-        f"Captured: {when} with `{made_with or f'make capture-{proto.name} RUNTIME={runtime}'}`",
+        f"{when} with `{made_with or f'make capture-{proto.name} RUNTIME={runtime}'}`",
         f"Decode with the captures/profile Wireshark profile and captures/lineproto.lua "
         f"(make wireshark-{proto.name})",
     ]
 
 
-def write_pcapng(raw: Path, out: Path, comments: list[str]) -> Path:
-    """pcap -> pcapng with the file comments (editcap), replacing `out` only when done."""
-    editcap = need_tool("editcap", "it writes the pcapng file and its comment; it comes with tshark")
-    partial = out.with_name(f".partial-{out.name}")  # *.pcapng: ignored by git
-    argv = [editcap, "-F", "pcapng"]
-    for comment in comments:
-        argv += ["--capture-comment", comment]
-    done = subprocess.run([*argv, str(raw), str(partial)], capture_output=True, text=True, timeout=120)
+def write_pcapng(raw: Path, out: Path, comments: list[str], editcap: list[str] | None = None) -> Path:
+    """pcap -> pcapng with the file comments (editcap), replacing `out` only when done.
+
+    `editcap` runs it another way (the Docker sidecar's, for a host without tshark): pcap on its stdin,
+    pcapng on its stdout.
+    """
+    partial = out.with_name(f".partial-{out.name}")  # *.pcapng: ignored by git, renamed when complete
+    options = ["-F", "pcapng", *(a for c in comments for a in ("--capture-comment", c))]
+    if editcap is None or shutil.which("editcap"):
+        exe = need_tool("editcap", "it writes the pcapng file and its comment; it comes with tshark")
+        done = subprocess.run([exe, *options, str(raw), str(partial)], capture_output=True, text=True, timeout=120)
+        error = (done.stderr or done.stdout).strip()
+    else:
+        with open(raw, "rb") as src, open(partial, "wb") as dst:
+            done = subprocess.run([*editcap, *options, "-", "-"], stdin=src, stdout=dst, stderr=subprocess.PIPE,
+                                  timeout=300)
+        error = done.stderr.decode("utf-8", "replace").strip()
     if done.returncode != 0:
         partial.unlink(missing_ok=True)
-        raise cli.LabError(f"editcap failed: {(done.stderr or done.stdout).strip()}")
+        raise cli.LabError(f"editcap failed: {error}")
     os.replace(partial, out)
     _give_to_folder_owner(out)
     return out
+
+
+def stamped_path(out_dir: Path, proto: Protocol, started: datetime) -> Path:
+    """captures/<proto>-<UTC date>-<time>.pcapng: a name of its own for every capture and recording."""
+    base = f"{proto.name}-{started.strftime('%Y%m%d-%H%M%S')}"
+    path, n = out_dir / f"{base}.pcapng", 1
+    while path.exists():
+        n += 1
+        path = out_dir / f"{base}-{n}.pcapng"
+    return path
+
+
+def latest_path(out_dir: Path, proto: Protocol) -> Path:
+    """captures/<proto>.pcapng: the latest capture of the protocol, what the analyze and wireshark targets open."""
+    return out_dir / f"{proto.name}.pcapng"
+
+
+def keep_as_latest(stamped: Path, latest: Path) -> Path:
+    """Make `latest` a copy of `stamped`: a plain file, readable by every program on every system.
+
+    A copy, not a symlink (Windows programs reading the WSL or a mounted folder do not follow Linux symlinks)
+    and not a hard link (a tool that writes into the latest file would change the stamped one too).
+    """
+    partial = latest.with_name(f".partial-{latest.name}")
+    shutil.copyfile(stamped, partial)
+    os.replace(partial, latest)
+    _give_to_folder_owner(latest)
+    return latest
+
+
+def store(raw: Path, out_dir: Path, proto: Protocol, started: datetime, comments: list[str],
+          editcap: list[str] | None = None, history: bool = True) -> Path:
+    """Write the pcapng (stamped name, plus the latest copy) and return the stamped path.
+
+    With `history` False only <proto>.pcapng is written (compare's folder keeps one per protocol).
+    """
+    latest = latest_path(out_dir, proto)
+    if not history:
+        return write_pcapng(raw, latest, comments, editcap)
+    stamped = write_pcapng(raw, stamped_path(out_dir, proto, started), comments, editcap)
+    keep_as_latest(stamped, latest)
+    return stamped
 
 
 def _give_to_folder_owner(path: Path) -> None:
@@ -257,10 +368,11 @@ def _give_to_folder_owner(path: Path) -> None:
 
 
 def capture_here(proto: Protocol, kind: str, out_dir: Path, echo_line=demo.echo,
-                 made_with: str | None = None) -> Path:
+                 made_with: str | None = None, history: bool = True) -> Path:
     """Capture with processes on this machine: `netns` (a bridge of namespaces) or `local` (lo).
 
-    `made_with` is the command the file comment names (default: `make capture-<proto>`).
+    `made_with` is the command the file comment names (default: `make capture-<proto>`). Returns the
+    latest file, <proto>.pcapng (with `history`, a copy of the one with a time in its name).
     """
     need_tool("tcpdump", "it records the traffic")
     need_tool("editcap", "it writes the pcapng file and its comment; it comes with tshark")
@@ -271,7 +383,7 @@ def capture_here(proto: Protocol, kind: str, out_dir: Path, echo_line=demo.echo,
         runtime = demo.LocalRuntime()
         where = f"processes on 127.0.0.1, tcpdump on lo, filter tcp port {proto.port}"
     say(f"=== capture-{proto.name}: {proto.title}; runtime: {kind} ({where})")
-    out = out_dir / f"{proto.name}.pcapng"
+    started = datetime.now(UTC)
     with tempfile.TemporaryDirectory(prefix="lab-capture-") as tmp:
         raw = Path(tmp) / f"{proto.name}.pcap"
         try:
@@ -291,20 +403,39 @@ def capture_here(proto: Protocol, kind: str, out_dir: Path, echo_line=demo.echo,
                 stats = dump.stop()
         finally:
             runtime.close()
-        write_pcapng(raw, out, comments_for(proto, kind, where, demo_commands(proto, kind, runtime), made_with))
+        comments = comments_for(proto, kind, where, demo_commands(proto, kind, runtime), made_with)
+        out = store(raw, out_dir, proto, started, comments, history=history)
     _report(proto, out, stats, code)
-    return out
+    return latest_path(out_dir, proto)
 
 
-def _report(proto: Protocol, out: Path, stats: CaptureStats, code: int) -> None:
-    shown = out.relative_to(REPO) if out.is_relative_to(REPO) else out
-    dropped = "" if not stats.dropped else f", {stats.dropped} DROPPED by the kernel (capture again)"
-    opener = (f"make wireshark-{proto.name}" if out == CAPTURES / f"{proto.name}.pcapng"
-              else f"make wireshark-profile, then wireshark -C {PROFILE_NAME} {shown}")
-    say(f"=== capture-{proto.name}: {stats.captured if stats.captured is not None else '?'} packets{dropped} "
-        f"-> {shown}; open it with: {opener}")
+def _report(proto: Protocol, out: Path, stats: CaptureStats, code: int, verb: str = "capture") -> None:
+    say(f"=== {verb}-{proto.name}: {stats.captured if stats.captured is not None else '?'} packets"
+        f"{dropped_text(stats)} -> {shown(out)}{latest_text(proto, out)}; {openers(proto, out)}")
     if code:
-        raise cli.LabError(f"the {proto.name} demo failed (exit {code}); what was captured is in {shown}")
+        raise cli.LabError(f"the {proto.name} demo failed (exit {code}); what was captured is in {shown(out)}")
+
+
+def shown(path: Path) -> Path:
+    return path.relative_to(REPO) if path.is_relative_to(REPO) else path
+
+
+def dropped_text(stats: CaptureStats) -> str:
+    return "" if not stats.dropped else f", {stats.dropped} DROPPED by the kernel (capture again)"
+
+
+def latest_text(proto: Protocol, out: Path) -> str:
+    latest = latest_path(out.parent, proto)
+    return "" if out == latest else f" (and {shown(latest)}, the latest)"
+
+
+def openers(proto: Protocol, out: Path) -> str:
+    """How to open what was just written: the make targets, or the commands they run."""
+    if out.parent.resolve() == CAPTURES.resolve():
+        return f"open it with: make analyze-{proto.name}, make wireshark-{proto.name}"
+    where = shown(out.parent)
+    return (f"open it with: make analyze-{proto.name} CAPTURES={where}, "
+            f"make wireshark-{proto.name} CAPTURES={where}")
 
 
 # ------------------------------------------------------------------ Docker: the capture sidecar
@@ -331,65 +462,73 @@ class DockerRuntime:
                     echo=echo_line)
 
 
-def capture_docker(proto: Protocol, out_dir: Path, echo_line=demo.echo) -> Path:
-    """Sidecar tcpdump in the server's network namespace (works on Docker Desktop and WSL2 too)."""
-    if out_dir.resolve() != CAPTURES.resolve():
-        raise cli.LabError("with Docker the capture is written to captures/ (the folder the sidecar mounts)")
-    compose_path = compose.compose_file(proto.name).relative_to(REPO)
-    base = ["docker", "compose", "-f", str(compose_path)]
-    with_sidecar = [*base, "--profile", SIDECAR]
-    where = f"sidecar `{SIDECAR}` in {proto.server_service}'s network namespace, {compose_path}"
-    say(f"=== capture-{proto.name}: {proto.title}; runtime: docker ({where})")
-    raw_name = f".{proto.name}.pcap"
-    _docker([*base, "up", "-d", "--build", "--wait"], "start the lab")
-    _docker([*with_sidecar, "up", "-d", "--build", "--no-deps", "--force-recreate", SIDECAR],
-            "start the capture sidecar")
-    stopped = False
-    try:
-        _wait_sidecar_listening(with_sidecar)
-        say(f"=== capture-{proto.name}: tcpdump is listening in {proto.server_service}; running the demo")
-        code = demo.run_demo(proto, DockerRuntime(base), echo_line)
-        time.sleep(SETTLE_SECONDS)
-        _docker([*with_sidecar, "stop", "-t", str(int(STOP_TIMEOUT)), SIDECAR], "stop the capture sidecar")
-        stopped = True
-        log = _docker([*with_sidecar, "logs", "--no-log-prefix", SIDECAR], "read the sidecar's log")
-        stats = CaptureStats(captured=_count(r"(\d+) packets? captured", log),
-                             dropped=_count(r"(\d+) packets? dropped by kernel", log))
-        comments = comments_for(proto, "docker", where, demo_commands(proto, "docker"))
-        script = (f'editcap -F pcapng "$@" /captures/{raw_name} /captures/.partial-{proto.name}.pcapng && '
-                  f'mv /captures/.partial-{proto.name}.pcapng /captures/{proto.name}.pcapng && '
-                  f'chown --reference=/captures /captures/{proto.name}.pcapng && rm -f /captures/{raw_name}'
-                  )
-        args = [a for c in comments for a in ("--capture-comment", c)]
-        _docker([*with_sidecar, "run", "--rm", "--no-deps", "--entrypoint", "sh", SIDECAR, "-c", script, "sh",
-                 *args], "write the pcapng file")
-    finally:
-        if not stopped:
-            subprocess.run([*with_sidecar, "stop", "-t", str(int(STOP_TIMEOUT)), SIDECAR], cwd=REPO)
-        subprocess.run([*with_sidecar, "rm", "-f", SIDECAR], cwd=REPO, capture_output=True)
-    out = out_dir / f"{proto.name}.pcapng"
+class Sidecar:
+    """The compose file's `capture` service (compose profile `capture`): tcpdump in the server's network
+    namespace, writing pcap to its standard output, which `docker compose run` hands to us.
+
+    It works wherever Docker does, also on Docker Desktop/WSL2 where the host cannot see the bridge,
+    and it writes no file of its own: this process writes the pcapng.
+    """
+
+    def __init__(self, proto: Protocol):
+        self.proto = proto
+        self.compose_path = compose.compose_file(proto.name).relative_to(REPO)
+        self.base = ["docker", "compose", "-f", str(self.compose_path)]
+        self.with_profile = [*self.base, "--profile", SIDECAR]
+        self.container = f"lab-{proto.name}-{SIDECAR}-{os.getpid()}"
+        self.where = f"sidecar `{SIDECAR}` in {proto.server_service}'s network namespace, {self.compose_path}"
+
+    def up(self) -> None:
+        """The protocol's containers up (healthy), and the sidecar's image built."""
+        docker_run([*self.base, "up", "-d", "--build", "--wait"], "start the lab")
+        docker_run([*self.with_profile, "build", SIDECAR], "build the capture sidecar")
+
+    def tcpdump(self, raw: Path) -> Tcpdump:
+        return Tcpdump(f"eth0 of {self.proto.server_service}", raw,
+                       argv=[*self.with_profile, "run", "--rm", "-T", "--no-deps", "--name", self.container, SIDECAR],
+                       stop_argv=["docker", "stop", "-t", str(int(STOP_TIMEOUT)), self.container])
+
+    def editcap(self) -> list[str]:
+        """editcap in the sidecar (pcap on stdin, pcapng on stdout): for a host without tshark."""
+        return [*self.with_profile, "run", "--rm", "-T", "--no-deps", "--entrypoint", "editcap", SIDECAR]
+
+    def remove(self) -> None:
+        subprocess.run(["docker", "rm", "-f", self.container], capture_output=True, timeout=60)
+
+
+def capture_docker(proto: Protocol, out_dir: Path, echo_line=demo.echo, history: bool = True) -> Path:
+    """The demo run with `docker compose exec` while the capture sidecar records."""
+    sidecar = Sidecar(proto)
+    say(f"=== capture-{proto.name}: {proto.title}; runtime: docker ({sidecar.where})")
+    started = datetime.now(UTC)
+    sidecar.up()
+    with tempfile.TemporaryDirectory(prefix="lab-capture-") as tmp:
+        raw = Path(tmp) / f"{proto.name}.pcap"
+        try:
+            dump = sidecar.tcpdump(raw)
+            try:
+                dump.wait_listening()
+                say(f"=== capture-{proto.name}: tcpdump is listening in {proto.server_service}; running the demo")
+                code = demo.run_demo(proto, DockerRuntime(sidecar.base), echo_line)
+                time.sleep(SETTLE_SECONDS)
+            finally:
+                stats = dump.stop()
+        finally:
+            sidecar.remove()
+        comments = comments_for(proto, "docker", sidecar.where, demo_commands(proto, "docker"))
+        out = store(raw, out_dir, proto, started, comments, editcap=sidecar.editcap(), history=history)
     _report(proto, out, stats, code)
     say(f"=== the {proto.name} containers are still up: `make down-{proto.name}` stops them")
-    return out
+    return latest_path(out_dir, proto)
 
 
-def _docker(argv: list[str], what: str) -> str:
+def docker_run(argv: list[str], what: str) -> str:
+    """Run a docker command; one clear LabError with its last line if it fails."""
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
         last = (done.stderr or done.stdout).strip().splitlines()
         raise cli.LabError(f"could not {what}: `{shlex.join(argv)}`: {last[-1] if last else done.returncode}")
     return done.stdout + done.stderr
-
-
-def _wait_sidecar_listening(with_sidecar: list[str]) -> None:
-    deadline = time.monotonic() + LISTEN_TIMEOUT
-    while time.monotonic() < deadline:
-        log = _docker([*with_sidecar, "logs", "--no-log-prefix", SIDECAR], "read the sidecar's log")
-        if "listening on" in log:
-            return
-        time.sleep(0.5)
-    raise cli.LabError(f"the capture sidecar's tcpdump did not start listening within {LISTEN_TIMEOUT:g} s: "
-                       f"`{shlex.join([*with_sidecar, 'logs', SIDECAR])}` says why")
 
 
 # ------------------------------------------------------------------ command line
@@ -412,7 +551,7 @@ def main() -> int:
     ap.add_argument("--runtime", choices=RUNTIMES, default=None,
                     help="docker, netns or local (default: the first that works here, in that order)")
     ap.add_argument("--out", type=Path, default=CAPTURES, metavar="DIR",
-                    help="folder for <proto>.pcapng (default: captures/)")
+                    help="folder for <proto>-<time>.pcapng and <proto>.pcapng, the latest (default: captures/)")
     args = ap.parse_args()
     # A closed terminal stops the capture like Ctrl+C does: cleanly, namespaces removed.
     signal.signal(signal.SIGHUP, signal.getsignal(signal.SIGTERM))

@@ -303,7 +303,7 @@ def run_one(name: str, n: int, kind: str, out_dir: Path, free_ports: bool) -> di
     output = QuietOutput()
     made_with = f"python -m labkit.compare --n {n} --runtime {kind}"
     try:
-        pcap = capture.capture_here(proto, kind, out_dir, output, made_with=made_with)
+        pcap = capture.capture_here(proto, kind, out_dir, output, made_with=made_with, history=False)
     except cli.LabError as e:
         text = str(e)
         if kind == "local" and "already in use" in text:

@@ -81,7 +81,7 @@ def run_demo(proto: Protocol, runtime, echo_line=echo) -> int:
             runtime.check_port(proto, step)
             proc = runtime.start(proto, step, echo_line)
             started.append(proc)
-            _wait_ready(proc, step, SERVER_START_TIMEOUT)
+            wait_ready(proc, step, SERVER_START_TIMEOUT)
         background: list[Proc] = []
         for step in proto.demo:
             proc = runtime.start(proto, step, echo_line)
@@ -89,7 +89,7 @@ def run_demo(proto: Protocol, runtime, echo_line=echo) -> int:
             if step.background:
                 background.append(proc)
                 if step.ready:
-                    _wait_ready(proc, step, SERVER_START_TIMEOUT)
+                    wait_ready(proc, step, SERVER_START_TIMEOUT)
                 continue
             worst = max(worst, _finish(proc))
         for proc in background:
@@ -100,7 +100,7 @@ def run_demo(proto: Protocol, runtime, echo_line=echo) -> int:
     return worst
 
 
-def _wait_ready(proc: Proc, step: Step, timeout: float) -> None:
+def wait_ready(proc: Proc, step: Step, timeout: float) -> None:
     try:
         proc.wait_for(step.ready or ".", timeout=timeout)
     except (TimeoutError, RuntimeError):

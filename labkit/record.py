@@ -1,0 +1,286 @@
+"""Record whatever happens on one protocol's network while the student runs the demo by hand.
+
+`python -m labkit.record <proto> [--runtime docker|netns|local] [--duration N]` (what
+`make record-<proto>` runs) makes the lab reachable, says where it listens and which commands to run
+in other terminals, counts packets as they arrive, and on Ctrl+C (or after N seconds) writes
+captures/<proto>-<UTC time>.pcapng with a comment naming the protocol, runtime and time, plus
+captures/<proto>.pcapng, a copy of the latest (what `make analyze-<proto>` and `make wireshark-<proto>` open).
+The runtime is chosen as for `make capture-<proto>`:
+  docker  the compose file's containers (started if they are not up); tcpdump on the network's fixed
+          bridge br-<proto> (Linux, as root), else the capture sidecar in the server's network namespace
+          (Docker Desktop/WSL2, where the host cannot see the bridge)
+  netns   the compose file rebuilt as namespaces, its servers started here; the clients run in their
+          own namespaces with `sudo ip netns exec <namespace> ...` (the exact commands are printed)
+  local   loopback: the folder's servers start here on 127.0.0.1, unless one already listens on the
+          port (then that one, yours, is recorded); the clients run with --host 127.0.0.1
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shlex
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from labkit import capture, cli, compose, demo, netns
+from labkit.capture import CAPTURES, Tcpdump, say
+from labkit.procs import REPO, Proc
+from labkit.protocols import NAMES, PROTOCOLS, Protocol
+
+#: Seconds between two updates of the live packet counter on a terminal.
+COUNTER_EVERY_SECONDS = 0.5
+#: Without a terminal (a log, a test) the counter is a line of its own, at most this often, when it changed.
+COUNTER_LINE_EVERY_SECONDS = 2.0
+
+
+@dataclass
+class Session:
+    """One runtime made ready for the student: where tcpdump listens and what they run."""
+
+    runtime: str
+    where: str  # for the file comment and the first line
+    dump: Tcpdump | None = None
+    commands: list[str] = field(default_factory=list)  # what the student runs in other terminals
+    notes: list[str] = field(default_factory=list)  # said once, before recording starts
+    editcap: list[str] | None = None  # editcap elsewhere (the sidecar's), when this host has none
+
+
+def client_scripts(proto: Protocol) -> list[tuple[str, str]]:
+    """(compose service, script) of each client of the demo, e.g. ("mqtt-pub", "pub.py")."""
+    return list(dict.fromkeys((step.service, step.argv[1]) for step in proto.demo))
+
+
+def python_here() -> str:
+    """This interpreter as the student types it from the repository folder."""
+    exe = Path(sys.executable)
+    return str(exe.relative_to(REPO)) if exe.is_relative_to(REPO) else str(exe)
+
+
+# ------------------------------------------------------------------ the three runtimes
+
+
+def open_docker(proto: Protocol, raw: Path, stack: ExitStack) -> Session:
+    sidecar = capture.Sidecar(proto)
+    say(f"=== record-{proto.name}: starting the containers of {sidecar.compose_path} (if they are not up)")
+    sidecar.up()
+    network = next(iter(compose.load(REPO / sidecar.compose_path).networks.values()))
+    bridge = network.bridge or f"br-{proto.name}"
+    exec_ = f"docker compose -f {sidecar.compose_path} exec"
+    session = Session("docker", "")
+    if os.geteuid() == 0 and Path("/sys/class/net", bridge).exists() and shutil.which("tcpdump"):
+        session.where = f"the Docker bridge {bridge} of {sidecar.compose_path} (every container on it)"
+        session.dump = Tcpdump(bridge, raw)
+    else:
+        session.where = f"{sidecar.where} (this host cannot capture on {bridge} itself)"
+        session.dump = sidecar.tcpdump(raw)
+        session.editcap = sidecar.editcap()
+        stack.callback(sidecar.remove)
+    for step in proto.servers:
+        if step.argv[0] == "python":
+            session.commands.append(f"{exec_} {step.service} {shlex.join(step.argv)}   (follows the running server)")
+        else:
+            session.commands.append(f"docker compose -f {sidecar.compose_path} logs -f {step.service}")
+    session.commands += [f"{exec_} {service} python {script}" for service, script in client_scripts(proto)]
+    session.notes.append(f"the containers stay up after the recording: `make down-{proto.name}` stops them")
+    return session
+
+
+def open_netns(proto: Protocol, raw: Path, stack: ExitStack, echo_line) -> Session:
+    runtime = netns.NetnsRuntime(proto)
+    runtime.open()
+    stack.callback(runtime.close)
+    session = Session("netns", runtime.describe())
+    session.dump = Tcpdump(runtime.lab.bridge, raw, prefix=runtime.lab.exec_prefix_bridge())
+    _start_servers(proto, runtime, stack, echo_line)
+    python = python_here()
+    for service, script in client_scripts(proto):
+        ns = runtime.lab.host(service).netns
+        session.commands.append(f"sudo ip netns exec {ns} {python} {proto.folder}/{script}")
+    session.notes += [
+        f"the servers run here in their namespaces ({', '.join(s.service for s in proto.servers)}); "
+        "their output appears below",
+        f"run the commands from {REPO}; inside a namespace the service names resolve as in Docker",
+        "stopping the recording removes the namespaces, and stops whatever still runs in them",
+    ]
+    return session
+
+
+def open_local(proto: Protocol, raw: Path, stack: ExitStack, echo_line) -> Session:
+    runtime = demo.LocalRuntime()
+    stack.callback(runtime.close)
+    session = Session("local", f"processes on 127.0.0.1, tcpdump on lo, filter tcp port {proto.port}")
+    session.dump = Tcpdump("lo", raw, ["tcp", "port", str(proto.port)])
+    try:
+        for step in proto.servers:
+            runtime.check_port(proto, step)
+    except cli.LabError:
+        session.notes.append(f"a server already listens on 127.0.0.1:{proto.port}: recording that one (yours)")
+    else:
+        _start_servers(proto, runtime, stack, echo_line)
+        session.notes.append(f"the {proto.name} server runs here on 127.0.0.1:{proto.port}; its output appears below")
+    python = python_here()
+    port = "" if proto.port == PROTOCOLS[proto.name].port else f" --port {proto.port}"
+    session.commands += [f"{python} {proto.folder}/{script} --host 127.0.0.1{port}"
+                         for _service, script in client_scripts(proto)]
+    return session
+
+
+def _start_servers(proto: Protocol, runtime, stack: ExitStack, echo_line) -> None:
+    for step in proto.servers:
+        proc: Proc = runtime.start(proto, step, echo_line)
+        stack.callback(proc.stop, 3)
+        demo.wait_ready(proc, step, demo.SERVER_START_TIMEOUT)
+
+
+# ------------------------------------------------------------------ the live counter
+
+
+class Counter:
+    """`Got N` as tcpdump shows it: one line redrawn on a terminal, a line now and then otherwise."""
+
+    def __init__(self, label: str, stream=sys.stdout):
+        self.label = label
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.lock = threading.Lock()
+        self.shown: int | None = None
+        self.shown_at = 0.0
+
+    def echo(self, label: str, line: str) -> None:
+        """A server's output line, printed above the counter."""
+        with self.lock:
+            if self.tty:
+                self.stream.write("\r\033[K")
+            demo.echo(label, line)
+            if self.tty and self.shown is not None:
+                self.stream.write(self._text(self.shown))
+                self.stream.flush()
+
+    def _text(self, n: int) -> str:
+        return f"=== {self.label}: Got {n}"
+
+    def update(self, n: int) -> None:
+        now = time.monotonic()
+        with self.lock:
+            if self.tty:
+                self.stream.write("\r\033[K" + self._text(n))
+                self.stream.flush()
+                self.shown = n
+            elif n != self.shown and now - self.shown_at >= COUNTER_LINE_EVERY_SECONDS:
+                self.stream.write(self._text(n) + " packets so far\n")
+                self.stream.flush()
+                self.shown, self.shown_at = n, now
+
+    def end(self) -> None:
+        with self.lock:
+            if self.tty and self.shown is not None:
+                self.stream.write("\n")
+                self.stream.flush()
+
+
+# ------------------------------------------------------------------ recording
+
+
+def record(proto: Protocol, kind: str, out_dir: Path = CAPTURES, duration: float | None = None) -> Path:
+    """Record until Ctrl+C/SIGTERM or `duration` seconds; returns the file written (its own name)."""
+    if kind != "docker":  # with Docker, the sidecar's editcap does it when this host has none
+        capture.need_tool("editcap", "it writes the pcapng file and its comment; it comes with tshark")
+    label = f"record-{proto.name}"
+    counter = Counter(label)
+    made_with = f"make record-{proto.name} RUNTIME={kind}"
+    with tempfile.TemporaryDirectory(prefix="lab-record-") as tmp, ExitStack() as stack:
+        raw = Path(tmp) / f"{proto.name}.pcap"
+        if kind == "docker":
+            session = open_docker(proto, raw, stack)
+        elif kind == "netns":
+            session = open_netns(proto, raw, stack, counter.echo)
+        else:
+            session = open_local(proto, raw, stack, counter.echo)
+        dump = session.dump
+        assert dump is not None
+        try:
+            dump.wait_listening()
+            started = datetime.now(UTC)
+            say(f"=== {label}: {proto.title}; runtime {kind}; listening on {session.where}")
+            for note in session.notes:
+                say(f"    {note}")
+            say("    Run the demo in other terminals, as you like (edit a script, add flags), e.g.:")
+            for command in session.commands:
+                say(f"      {command}")
+            until = f"for {duration:g} s, or " if duration else ""
+            say(f"=== {label}: recording {until}until Ctrl+C")
+            _wait(dump, counter, duration)
+        finally:
+            stats = dump.stop()
+            counter.end()
+        ended = datetime.now(UTC)
+        stack.close()  # servers and namespaces down before the file is written
+        comments = capture.comments_for(proto, kind, session.where, session.commands, made_with,
+                                        recorded=(started, ended))
+        out = capture.store(raw, out_dir, proto, started, comments, editcap=session.editcap)
+    count = stats.captured if stats.captured is not None else dump.packets.count
+    say(f"=== {label}: {count} packets{capture.dropped_text(stats)} in {(ended - started).total_seconds():.0f} s "
+        f"-> {capture.shown(out)}{capture.latest_text(proto, out)}; {capture.openers(proto, out)}")
+    if not count:
+        say(f"=== {label}: no packets: did the clients talk to this lab? (the commands above)")
+    return out
+
+
+def _wait(dump: Tcpdump, counter: Counter, duration: float | None) -> None:
+    """Show the counter until Ctrl+C/SIGTERM (not an error here: it is how one stops) or the duration ends."""
+    deadline = time.monotonic() + duration if duration else None
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            if dump.popen.poll() is not None:
+                said = " ".join(dump.stderr_lines[-2:]) or "no reason given"
+                raise cli.LabError(f"tcpdump stopped by itself: {said}")
+            counter.update(dump.packets.count)
+            time.sleep(COUNTER_EVERY_SECONDS)
+    except KeyboardInterrupt:  # Ctrl+C, and cli.Terminated (SIGTERM, SIGHUP)
+        pass
+    counter.update(dump.packets.count)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("protocol", choices=NAMES, metavar="PROTO", help=f"whose network to record: {', '.join(NAMES)}")
+    ap.add_argument("--runtime", choices=capture.RUNTIMES, default=None,
+                    help="docker, netns or local (default: the first that works here, in that order)")
+    ap.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                    help="stop after this many seconds (default: at Ctrl+C)")
+    ap.add_argument("--out", type=Path, default=CAPTURES, metavar="DIR",
+                    help="folder for <proto>-<time>.pcapng and <proto>.pcapng, the latest (default: captures/)")
+    ap.add_argument("--port", type=cli.port_number, default=None,
+                    help="local runtime: record this port (and start the server on it) instead of the usual one")
+    args = ap.parse_args()
+    if args.duration is not None and args.duration <= 0:
+        raise cli.LabError(f"--duration must be a positive number of seconds, not {args.duration:g}", code=2)
+    signal.signal(signal.SIGHUP, signal.getsignal(signal.SIGTERM))  # a closed terminal stops it like Ctrl+C
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise cli.LabError(f"cannot write captures to {args.out}: {e.strerror}") from None
+    kind, why = capture.choose_runtime(args.runtime)
+    say(f"=== record: runtime {kind} ({why}); override with RUNTIME=docker|netns|local")
+    proto = PROTOCOLS[args.protocol]
+    if args.port is not None:
+        if kind != "local":
+            raise cli.LabError(f"--port is for the local runtime; with {kind} the compose file sets the ports",
+                               code=2)
+        proto = dataclasses.replace(proto, port=args.port)
+    record(proto, kind, args.out, args.duration)
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)
