@@ -27,24 +27,15 @@ class ClientError(Exception):
 
 
 def connect(host: str, port: int, timeout: float) -> socket.socket:
-    """A connection to the server within `timeout` seconds, or ClientError saying why not."""
+    """A connection to the server; a refused one is retried until `timeout` (the server may be starting)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return socket.create_connection((host, port), timeout=max(deadline - time.monotonic(), 0.1))
-        except ConnectionRefusedError as e:  # not listening (yet): try again until the deadline
-            if time.monotonic() + 0.2 < deadline:
-                time.sleep(0.2)
-                continue
-            reason = e.strerror
-        except socket.gaierror as e:
-            reason = f"unknown host ({e.strerror})"
-        except TimeoutError:
-            reason = f"no answer within {timeout:g} s"
-        except OSError as e:
-            reason = e.strerror or str(e)
-        hint = " (running without Docker? add --host 127.0.0.1)" if "-" in host else ""
-        raise ClientError(f"cannot reach the reqresp server at {host}:{port}: {reason}{hint}")
+            return socket.create_connection((host, port), timeout=timeout)
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def typed_messages():
@@ -88,7 +79,12 @@ def main() -> int:
     sys.stdout.reconfigure(line_buffering=True)
     sys.stdin.reconfigure(errors="replace")
 
-    sock = connect(args.host, args.port, args.connect_timeout)
+    try:
+        sock = connect(args.host, args.port, args.connect_timeout)
+    except OSError as e:
+        hint = " (running without Docker? add --host 127.0.0.1)" if "-" in args.host else ""
+        where = f"{args.host}:{args.port}"
+        raise ClientError(f"cannot reach the reqresp server at {where}: {e.strerror or e}{hint}") from None
     sock.settimeout(args.reply_timeout)
     replies = sock.makefile("rb")
     with sock, replies:

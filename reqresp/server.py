@@ -1,8 +1,8 @@
 """Request/response over TCP: the client asks, the server answers, nothing else happens.
 
 Each message is one UTF-8 line ending in "\\n" (the framing that turns TCP's byte stream into
-messages); the server answers each with `Echo: <message>`. One asyncio event loop serves
-every client at once: `serve_client()` below is one conversation, read a line, write a line.
+messages); the server answers each with `Echo: <message>`. One asyncio event loop serves every
+client at once; `serve_client()` is one conversation: read a line, write a line.
 """
 
 from __future__ import annotations
@@ -15,25 +15,24 @@ import signal
 import sys
 import time
 
-HOST = "0.0.0.0"  # listen on every interface, so that the client container can reach us
+HOST = "0.0.0.0"  # every interface, so that the client container can reach the server
 PORT = 2222
 #: Longest message accepted, in bytes of UTF-8 without the line ending. A longer line is
 #: answered `Error: line too long` and discarded; the connection stays open.
 MAX_LINE_BYTES = 64 * 1024
-#: A client that sends nothing (or reads none of its replies) for this long gets
-#: `Error: idle timeout` and is disconnected.
+#: A client that sends nothing (or reads none of its replies) for this long is sent
+#: `Error: idle timeout` and disconnected.
 IDLE_TIMEOUT_SECONDS = 300.0
 #: Clients served at once; one more is told `Error: server busy` and disconnected.
 MAX_CONNECTIONS = 256
 #: The message that ends a conversation: the server echoes it, then closes the connection.
 BYE = "bye"
 
-clients: dict[asyncio.StreamWriter, float] = {}  # each connection served: when we last heard from it
-server_log = None  # with SERVER_LOG set, the file every printed line is also appended to
+clients: dict[asyncio.StreamWriter, float] = {}  # every connection served: when we last heard from it
+server_log = None  # with SERVER_LOG set, the file that every printed line is appended to as well
 
 
 def log(line: str) -> None:
-    """Print one line of the server's output (and append it to SERVER_LOG, if set)."""
     print(line, flush=True)
     if server_log:
         server_log.write(line + "\n")
@@ -45,27 +44,33 @@ def printable(text: str) -> str:
 
 
 class BadLine(Exception):
-    """A line the server refuses: answered `Error: <reason>`, and the connection stays open."""
+    """A line the server refuses: answered `Error: <reason>`; the connection stays open."""
+
+
+async def skip_line(reader: asyncio.StreamReader, consumed: int) -> None:
+    """Drop a line that is too long: what has arrived of it, then the rest up to its "\\n"."""
+    while True:
+        await reader.readexactly(consumed)
+        try:
+            await reader.readuntil(b"\n")  # the end of that line
+            return
+        except asyncio.LimitOverrunError as e:  # more of it, still without its end
+            consumed = e.consumed
+        except asyncio.IncompleteReadError:  # the client has gone
+            return
 
 
 async def read_message(reader: asyncio.StreamReader, peer) -> str | None:
     """The next line without its "\\n" (or "\\r\\n"); None once the client has gone."""
     try:
-        try:
-            line = await reader.readuntil(b"\n")
-        except asyncio.LimitOverrunError as e:  # no "\n" within the limit: skip to the end of that line
-            while True:
-                await reader.readexactly(e.consumed)
-                try:
-                    await reader.readuntil(b"\n")
-                    break
-                except asyncio.LimitOverrunError as more:
-                    e = more
-            raise BadLine("line too long") from None
+        line = await reader.readuntil(b"\n")
     except asyncio.IncompleteReadError as e:  # the stream ended, perhaps in the middle of a line
         if e.partial:
             log(f"Connection from {peer} ended mid-line ({len(e.partial)} bytes discarded)")
         return None
+    except asyncio.LimitOverrunError as e:  # no "\n" within the limit
+        await skip_line(reader, e.consumed)
+        raise BadLine("line too long") from None
     line = line[:-2] if line.endswith(b"\r\n") else line[:-1]
     if len(line) > MAX_LINE_BYTES:
         raise BadLine("line too long")
@@ -75,25 +80,8 @@ async def read_message(reader: asyncio.StreamReader, peer) -> str | None:
         raise BadLine("invalid UTF-8") from None
 
 
-async def answer_next_line(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer) -> str | None:
-    """Read one request line and write its reply: the request/response step. None at the end."""
-    try:
-        message = await read_message(reader, peer)
-    except BadLine as e:
-        log(f"Error from {peer}: {e}")
-        message, reply = "", f"Error: {e}"
-    else:
-        if message is None:
-            return None
-        log(f"Received from client: {printable(message)}")
-        reply = f"Echo: {message}"
-    writer.write(f"{reply}\n".encode())
-    await writer.drain()  # waits while the client is not reading its replies (TCP flow control)
-    return message
-
-
 async def serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """One client's conversation, until bye, the end of its stream or the idle timeout."""
+    """One client's conversation: read a line, write its reply, until bye or the client leaves."""
     peer = writer.get_extra_info("peername")
     if len(clients) >= MAX_CONNECTIONS:
         log(f"Refused {peer}: server busy ({MAX_CONNECTIONS} connections)")
@@ -105,9 +93,19 @@ async def serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
     log(f"Connection from: {peer}")
     try:
         while True:
-            message = await answer_next_line(reader, writer, peer)
+            try:
+                message = await read_message(reader, peer)
+                if message is None:  # the client has gone
+                    break
+                log(f"Received from client: {printable(message)}")
+                reply = f"Echo: {message}"
+            except BadLine as e:
+                log(f"Error from {peer}: {e}")
+                message, reply = "", f"Error: {e}"
+            writer.write(f"{reply}\n".encode())
+            await writer.drain()  # waits while the client is not reading its replies (TCP flow control)
             clients[writer] = loop.time()  # heard from it just now
-            if message is None or message.strip().lower() == BYE:
+            if message.strip().lower() == BYE:
                 break
     except OSError:  # the client vanished (connection reset), or was cut off as idle
         pass
@@ -118,33 +116,28 @@ async def serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
 
 
 async def close_idle_connections() -> None:
-    """Once a second, disconnect every client that has been silent for IDLE_TIMEOUT_SECONDS."""
-    loop = asyncio.get_running_loop()
+    """Once a second, disconnect every client silent (or not reading) for IDLE_TIMEOUT_SECONDS."""
     while True:
         await asyncio.sleep(1)
         for writer, heard in list(clients.items()):
-            if loop.time() - heard < IDLE_TIMEOUT_SECONDS:
-                continue
-            if writer.transport.get_write_buffer_size():  # it does not even read its replies: cut it off
-                writer.transport.abort()
-                continue
-            peer = writer.get_extra_info("peername")
-            log(f"Closing idle connection: {peer} (nothing received for {IDLE_TIMEOUT_SECONDS:g} s)")
-            writer.write(b"Error: idle timeout\n")
-            writer.close()  # its serve_client() then sees the end of the stream
+            if asyncio.get_running_loop().time() - heard >= IDLE_TIMEOUT_SECONDS:
+                log(f"Closing idle connection: {writer.get_extra_info('peername')} "
+                    f"(nothing received for {IDLE_TIMEOUT_SECONDS:g} s)")
+                writer.write(b"Error: idle timeout\n")
+                if writer.transport.get_write_buffer_size():  # it does not read what it is sent
+                    writer.transport.abort()
+                else:
+                    writer.close()  # its serve_client() then sees the end of the stream
 
 
 async def serve(host: str, port: int) -> None:
-    """Listen, serve every client until SIGTERM or Ctrl+C, then close all connections."""
+    """Listen and serve every client until SIGTERM or Ctrl+C, then close all connections."""
+    global server_log
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(lambda _loop, context: log(f"Error: {context.get('exception') or context['message']}"))
     server = await asyncio.start_server(serve_client, host, port, limit=MAX_LINE_BYTES + 1, backlog=1024)
-    global server_log
     if os.environ.get("SERVER_LOG"):  # in Docker: a second `python server.py` follows this file
-        try:
-            server_log = open(os.environ["SERVER_LOG"], "a", buffering=1, encoding="utf-8")
-        except OSError as e:
-            print(f"warning: cannot write {e.filename}: {e.strerror}; output not copied there", file=sys.stderr)
+        server_log = open(os.environ["SERVER_LOG"], "a", buffering=1, encoding="utf-8")
     log(f"Server listening on {host}:{port}")
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -154,11 +147,11 @@ async def serve(host: str, port: int) -> None:
     idle_watch.cancel()
     server.close()
     for writer in list(clients):
-        writer.close()  # each client sees the server close; what it was sent still goes out first
+        writer.close()  # each client sees the server close, after what it was sent
 
 
 def follow(path: str, port: int) -> None:
-    """Print the lines the server already running appends to `path`, until SIGTERM or Ctrl+C."""
+    """Print what the server already running appends to `path`, until SIGTERM or Ctrl+C."""
     print(f"Following the reqresp server already running in this container (port {port}): "
           "its output from now on. Ctrl+C to stop.", flush=True)
     with open(path, encoding="utf-8", errors="replace") as lines:
@@ -176,28 +169,26 @@ def main() -> int:
     p = argparse.ArgumentParser(description="TCP echo server: one line in, `Echo: <line>` out.")
     p.add_argument("--host", default=HOST, help=f"address to listen on (default: {HOST})")
     p.add_argument("--port", type=int, default=PORT, help=f"port to listen on (default: {PORT})")
-    p.add_argument("--idle-timeout", type=float, default=IDLE_TIMEOUT_SECONDS, metavar="SECONDS",
-                   help=f"disconnect a client silent for this long (default: {IDLE_TIMEOUT_SECONDS:g})")
-    p.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS, metavar="N",
-                   help=f"clients served at once (default: {MAX_CONNECTIONS})")
+    p.add_argument("--idle-timeout", type=float, default=IDLE_TIMEOUT_SECONDS, metavar="SECONDS")
+    p.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS, metavar="N")
     args = p.parse_args()
     IDLE_TIMEOUT_SECONDS, MAX_CONNECTIONS = args.idle_timeout, args.max_connections
     try:
         asyncio.run(serve(args.host, args.port))
     except OSError as e:
         path = os.environ.get("SERVER_LOG")
-        if e.errno != errno.EADDRINUSE:
-            print(f"error: cannot listen on {args.host}:{args.port}: {e.strerror or e}", file=sys.stderr)
-            return 2
-        if not (path and os.path.isfile(path)):
-            print(f"error: port {args.port} on {args.host} is already in use: stop the other "
-                  "reqresp server (or choose another with --port)", file=sys.stderr)
-            return 2
-        signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops following, like Ctrl+C
-        try:
-            follow(path, args.port)
-        except KeyboardInterrupt:
-            pass
+        if e.errno == errno.EADDRINUSE and path and os.path.isfile(path):
+            signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops following, like Ctrl+C
+            try:
+                follow(path, args.port)
+            except KeyboardInterrupt:
+                return 0
+        if e.errno == errno.EADDRINUSE:
+            print(f"error: port {args.port} on {args.host} is already in use: stop the other reqresp server "
+                  "(or choose another with --port)", file=sys.stderr)
+        else:
+            print(f"error: cannot start the server on {args.host}:{args.port}: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -1,259 +1,170 @@
-"""Upcall, the client side: it registers a callback and the server calls it, unasked.
+"""Upcall, the client side: it registers a callback, and the server calls it, unasked.
 
-A reader thread listens to the server all the time. Replies to what the client sent
-go back to the code waiting for them; everything else (Progress, Done) is an upcall,
-delivered to the callback the client registered, even while the user is still typing.
+A reader thread listens to the server all the time. The reply to the message just sent goes
+back to the main thread; every other line (Progress, Done) is an upcall, handed to the
+registered callback on the reader thread, even while the user is still typing at the prompt.
 """
 
 from __future__ import annotations
 
+import argparse
+import itertools
 import logging
 import queue
+import signal
+import socket
 import sys
 import threading
-from collections.abc import Callable, Iterator
+import time
+from pathlib import Path
 
-from labkit import cli
-from labkit.lineproto import CONNECT_TIMEOUT, REPLY_TIMEOUT, LineClient, printable
-from labkit.protocols import UPCALL_PORT, get
-
-WHAT = "upcall server"
-EVENT_PREFIX = "Upcall event: "
-#: Sent to the server to end the conversation; it then sends what is still in flight and closes.
+HOST = "upcall-server"  # the compose service name; without Docker use --host 127.0.0.1
+PORT = 4141
+#: How long the client tries to connect (retrying while the server is still starting).
+CONNECT_TIMEOUT_SECONDS = 10.0
+#: How long the client waits for the `Processing` reply to each message, and for the end after bye.
+REPLY_TIMEOUT_SECONDS = 10.0
+#: Everything sent and received, and every error, is logged here (--log overrides).
+LOG_FILE = Path(__file__).resolve().with_name("client_log.txt")
+REPLY_PREFIXES = ("Upcall event: Processing ", "Upcall event: Error:")  # what answers a message
+#: Sent to end the conversation; the server sends the events still in flight, then closes.
 BYE = "bye"
-#: After bye, how long the client waits for the server to deliver the events in flight and close.
-DRAIN_TIMEOUT = 10.0
-LOG_FILE = "client_log.txt"
 FIRST_PROMPT = "Enter message(s), comma-separated (bye to quit): "
 NEXT_PROMPT = "Enter another message(s), comma-separated (bye to quit): "
 
-Upcall = Callable[[str], None]
+log = logging.getLogger("clientcall")
+console = threading.Lock()  # one thread prints at a time
+prompt_shown = ""  # the prompt the user is answering right now, if any
 
 
-def is_bye(message: str) -> bool:
-    return message.strip().lower() == BYE
+class ClientError(Exception):
+    """Printed as one line `error: ...` (and logged), exit status 1."""
 
 
-def split_messages(line: str) -> list[str]:
-    """`wanda, riri ,bye` -> ['wanda', 'riri', 'bye']; empty pieces are dropped."""
-    return [piece.strip() for piece in line.split(",") if piece.strip()]
+def show(line: str) -> None:
+    """Print a line from any thread; if the user is at the prompt, show the prompt again after it."""
+    with console:
+        sys.stdout.write(f"\n{line}\n{prompt_shown}" if prompt_shown else f"{line}\n")
+        sys.stdout.flush()
 
 
-class UpcallClient:
-    """A connection whose server may speak at any time.
-
-    `send()` waits for the server's immediate reply (`Processing ...`, or an error);
-    every other line is an upcall, passed to each callback registered with
-    `on_upcall()`, on this client's reader thread.
-    """
-
-    def __init__(self, conn: LineClient, logger: logging.Logger):
-        self._conn = conn
-        self._log = logger
-        self._upcalls: list[Upcall] = []
-        self._disconnect: list[Callable[[], None]] = []
-        self._replies: queue.Queue[str | None] = queue.Queue()
-        self._awaiting_reply = False
-        self._lock = threading.Lock()
-        self._bye_sent = False
-        self.closed = threading.Event()
-        conn.sock.settimeout(None)  # the reader waits as long as it takes; send() has its own timeout
-        self._reader = threading.Thread(target=self._read_events, name="upcall-reader", daemon=True)
-
-    @classmethod
-    def connect(cls, host: str, port: int, *, timeout: float = CONNECT_TIMEOUT,
-                logger: logging.Logger | None = None) -> UpcallClient:
-        logger = logger or logging.getLogger("upcall.client")
-        try:
-            conn = LineClient.connect(host, port, WHAT, timeout=timeout)
-        except cli.LabError as e:
-            logger.error("%s", e)
-            raise
-        logger.info("Connected to %s:%s", host, port)
-        client = cls(conn, logger)
-        client._reader.start()
-        return client
-
-    def on_upcall(self, callback: Upcall) -> Upcall:
-        """Register `callback(event_line)` for server-initiated events (usable as a decorator)."""
-        self._upcalls.append(callback)
-        return callback
-
-    def on_disconnect(self, callback: Callable[[], None]) -> Callable[[], None]:
-        """Register `callback()` for when the server closes the connection before bye."""
-        self._disconnect.append(callback)
-        return callback
-
-    def send(self, message: str, timeout: float = REPLY_TIMEOUT) -> str:
-        """Send one message and return the server's immediate reply line."""
-        if self.closed.is_set():
-            raise self._error(f"the {WHAT} has closed the connection")
-        with self._lock:
-            self._awaiting_reply = True
-        self._send(message)
-        try:
-            reply = self._replies.get(timeout=timeout)
-        except queue.Empty:
-            raise self._error(f"no reply from the {WHAT} within {timeout:g} s to {message!r}") from None
-        if reply is None:
-            raise self._error(f"the {WHAT} closed the connection")
-        return reply
-
-    def bye(self, timeout: float = DRAIN_TIMEOUT) -> bool:
-        """Say bye, then wait for the server to deliver the events in flight and close."""
-        self._bye_sent = True
-        if not self.closed.is_set():
-            self._send(BYE)
-        done = self.closed.wait(timeout)
-        if not done:
-            self._log.warning("The server did not close within %g s after bye; closing anyway", timeout)
-        return done
-
-    def close(self) -> None:
-        self._conn.shutdown()
-        self._reader.join(1.0)
-        self._conn.close()
-        self._log.info("Connection closed")
-
-    def _send(self, message: str) -> None:
-        self._log.info("Sent: %s", message)  # logged first: the reply may be logged before sendall returns
-        try:
-            self._conn.send_line(message)
-        except OSError as e:
-            raise self._error(f"lost the connection to the {WHAT}: {e.strerror or e}") from None
-
-    def _error(self, text: str) -> cli.LabError:
-        self._log.error("%s", text)
-        return cli.LabError(text)
-
-    def _is_reply(self, line: str) -> bool:
-        """The line answering the message `send()` is waiting on: Processing or an error."""
-        with self._lock:
-            if self._awaiting_reply and line.startswith((f"{EVENT_PREFIX}Processing ", f"{EVENT_PREFIX}Error:")):
-                self._awaiting_reply = False
-                return True
-            return False
-
-    def _read_events(self) -> None:
-        while True:
-            try:
-                line = self._conn.read_line()
-            except OSError as e:
-                if not self._bye_sent:
-                    self._log.error("Connection lost: %s", e.strerror or e)
-                line = None
-            if line is None:
-                break
-            self._log.info("Received: %s", line)
-            if self._is_reply(line):
-                self._replies.put(line)
-                continue
-            for callback in list(self._upcalls):
-                try:
-                    callback(line)
-                except Exception:  # a broken callback must not stop the reader
-                    self._log.exception("Upcall callback %r failed", callback)
-        self._log.info("The server closed the connection")
-        self.closed.set()
-        self._replies.put(None)
-        if not self._bye_sent:
-            for callback in list(self._disconnect):
-                callback()
+def on_upcall(event: str) -> None:
+    """The callback the client registers: the server calls it, through the reader thread."""
+    show(f"Received upcall from server: {event}")
 
 
-class Console:
-    """Prints whole lines from any thread; if the user is at the prompt, shows the prompt again."""
+def read_events(sock: socket.socket, replies: queue.Queue, awaiting_reply: threading.Event, callback) -> None:
+    """The reader thread: every line from the server as it comes; the reply to a send, or an upcall."""
+    try:
+        for raw in sock.makefile("rb"):
+            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            log.info("Received: %s", line)
+            if awaiting_reply.is_set() and line.startswith(REPLY_PREFIXES):
+                awaiting_reply.clear()
+                replies.put(line)
+            else:
+                callback(line)
+    except OSError as e:
+        log.info("Connection ended: %s", e.strerror or e)
+    log.info("The server closed the connection")
+    replies.put(None)
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._prompt: str | None = None
 
-    def show(self, line: str) -> None:
-        with self._lock:
-            if self._prompt is None:
-                sys.stdout.write(line + "\n")
-            else:  # interrupting the prompt: finish its line, print, prompt again (typed text is kept)
-                sys.stdout.write("\n" + line + "\n" + self._prompt)
-            sys.stdout.flush()
+def send(sock: socket.socket, message: str) -> None:
+    log.info("Sent: %s", message)
+    try:
+        sock.sendall(f"{message}\n".encode())
+    except OSError as e:
+        raise ClientError(f"lost the connection to the upcall server: {e.strerror or e}") from None
 
-    def ask(self, prompt: str) -> str:
-        with self._lock:
+
+def typed_lines():
+    """The lines the user types at the prompt, until end of input (Ctrl+D)."""
+    global prompt_shown
+    for prompt in itertools.chain([FIRST_PROMPT], itertools.repeat(NEXT_PROMPT)):
+        with console:
+            prompt_shown = prompt
             sys.stdout.write(prompt)
             sys.stdout.flush()
-            self._prompt = prompt
         try:
-            return input()
-        finally:
-            with self._lock:
-                self._prompt = None
-
-
-def typed_messages(console: Console) -> Iterator[str]:
-    """Messages typed at the prompt, comma-separated, until end of input."""
-    prompt = FIRST_PROMPT
-    while True:
-        try:
-            line = console.ask(prompt)
+            line = input()
         except EOFError:
-            console.show("")
+            line = None
+        prompt_shown = ""
+        if line is None:
+            show("")  # end the prompt's line
             return
-        yield from split_messages(line)
-        prompt = NEXT_PROMPT
-
-
-def open_log(path: str) -> logging.Logger:
-    logger = logging.getLogger("upcall.client")
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    try:
-        handler = logging.FileHandler(path, encoding="utf-8")
-    except OSError as e:
-        raise cli.LabError(f"cannot write the log file {path}: {e.strerror or e}") from None
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logger.addHandler(handler)
-    return logger
+        yield line
 
 
 def main() -> int:
-    p = cli.parser("Upcall client: sends messages, prints replies and the server's callbacks.",
-                   host=get("upcall").server_service, port=UPCALL_PORT, server=False)
-    p.add_argument("--messages", metavar="LIST",
-                   help="comma-separated messages to send first, e.g. 'wanda,riri,bye'; "
-                        "without bye, the prompt follows")
-    p.add_argument("--log", default=LOG_FILE, metavar="PATH", help=f"log file (default: {LOG_FILE})")
-    p.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT, metavar="SECONDS",
-                   help=f"give up connecting after this long (default: {CONNECT_TIMEOUT:g})")
+    p = argparse.ArgumentParser(description="Upcall client: sends messages, prints the server's replies and calls.")
+    p.add_argument("--host", default=HOST, help=f"server to connect to (default: {HOST})")
+    p.add_argument("--port", type=int, default=PORT, help=f"server port (default: {PORT})")
+    p.add_argument("--messages", metavar="LIST", help="comma-separated messages to send first, e.g. "
+                   "'wanda,riri,bye'; without bye, the prompt follows")
+    p.add_argument("--log", default=str(LOG_FILE), metavar="PATH", help=f"log file (default: {LOG_FILE})")
+    p.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT_SECONDS, metavar="SECONDS")
+    p.add_argument("--reply-timeout", type=float, default=REPLY_TIMEOUT_SECONDS, metavar="SECONDS")
     args = p.parse_args()
     sys.stdin.reconfigure(errors="replace")
-    logger = open_log(args.log)
-    console = Console()
-
-    client = UpcallClient.connect(args.host, args.port, timeout=args.connect_timeout, logger=logger)
-
-    @client.on_upcall
-    def show_upcall(event: str) -> None:
-        console.show(f"Received upcall from server: {printable(event)}")
-
-    @client.on_disconnect
-    def show_disconnect() -> None:
-        console.show(f"The {WHAT} closed the connection")
-
-    def messages() -> Iterator[str]:
-        yield from split_messages(args.messages or "")
-        yield from typed_messages(console)
-
+    log.setLevel(logging.INFO)
     try:
-        for message in messages():
-            if is_bye(message):
+        log.addHandler(logging.FileHandler(args.log, encoding="utf-8"))
+        log.handlers[0].setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    except OSError as e:
+        print(f"warning: cannot write {args.log}: {e.strerror or e}; not logging (choose another file with "
+              "--log PATH)", file=sys.stderr)
+        log.addHandler(logging.NullHandler())
+
+    deadline = time.monotonic() + args.connect_timeout
+    while True:  # a refused connection is retried until the connect timeout (the server may be starting)
+        try:
+            sock = socket.create_connection((args.host, args.port), timeout=args.connect_timeout)
+            break
+        except OSError as e:
+            if isinstance(e, ConnectionRefusedError) and time.monotonic() < deadline:
+                time.sleep(0.2)
+                continue
+            hint = " (running without Docker? add --host 127.0.0.1)" if "-" in args.host else ""
+            raise ClientError(f"cannot reach the upcall server at {args.host}:{args.port}: "
+                              f"{e.strerror or e}{hint}") from None
+    log.info("Connected to %s:%s", args.host, args.port)
+    sock.settimeout(None)  # the reader thread waits as long as it takes
+    replies: queue.Queue[str | None] = queue.Queue()
+    awaiting_reply = threading.Event()
+    reader = threading.Thread(target=read_events, args=(sock, replies, awaiting_reply, on_upcall),
+                              name="upcall-reader", daemon=True)
+    reader.start()
+    try:
+        lines = itertools.chain([args.messages] if args.messages else [], typed_lines())
+        for message in (piece.strip() for line in lines for piece in line.split(",") if piece.strip()):
+            if message.lower() == BYE:
                 break
-            reply = client.send(message)
-            console.show(f"Received upcall from server: {printable(reply)}")
-        # bye typed, or end of input (which means the same)
-        client.bye()
+            awaiting_reply.set()
+            send(sock, message)
+            try:
+                reply = replies.get(timeout=args.reply_timeout)
+            except queue.Empty:
+                raise ClientError(f"no reply from the upcall server within {args.reply_timeout:g} s") from None
+            if reply is None:
+                raise ClientError("the upcall server closed the connection")
+            show(f"Received upcall from server: {reply}")
+        send(sock, BYE)  # bye typed, or the end of input (which means the same)
+        reader.join(args.reply_timeout)  # the server sends what is still in flight, then closes
         return 0
     finally:
-        client.close()
+        sock.close()
+        log.info("Connection closed")
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # docker stop, kill: a clean exit
+    try:
+        sys.exit(main())
+    except ClientError as e:
+        log.error("%s", e)
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
