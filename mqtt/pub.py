@@ -1,148 +1,186 @@
-"""MQTT publisher: sensor readings (or a fixed message) sent to topics on a broker, every interval.
+"""MQTT publisher: sends sensor readings (or a fixed message) to topics on a broker, every interval.
 
-The publisher knows only the broker and a topic, never who receives. `Published:` comes once the
-broker has the message, so QoS 0 (dropped) and QoS 1/2 (queued, resent) differ when the broker goes away.
+The publisher knows only the broker and the topic, never who receives. `Published:` is printed once
+the broker has the message: QoS 0 when it is written to the connection, QoS 1 at PUBACK, QoS 2 at PUBCOMP.
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
+import queue
 import random
+import signal
+import sys
 import threading
 import time
 
 import paho.mqtt.client as mqtt
-from common import (
-    DEFAULT_TOPICS,
-    HUMIDITY_TOPIC,
-    TEMPERATURE_TOPIC,
-    BrokerLink,
-    client_parser,
-    coalesce_bursts,
-    say,
-    split_topics,
-)
+from paho.mqtt.enums import CallbackAPIVersion
 
-from labkit import cli
+# What to publish. Edit these, or override them with flags (python pub.py --help).
+TOPICS = ["sister/temp", "sister/humidity"]
+READINGS = {  # topic: (lowest, highest, unit) of the random reading sent there, e.g. "27.4 °C"
+    "sister/temp": (20, 35, "°C"),
+    "sister/humidity": (30, 50, "%"),
+}
+MESSAGE = None  # a fixed text to send instead of readings, e.g. "Ada kanal Youtube baru nih: @Ivanzenatmaja"
+INTERVAL = 1.0  # seconds between rounds; a round sends one message to every topic
+QOS = 0  # 0 at most once, 1 at least once (the broker answers PUBACK), 2 exactly once
+RETAIN = False  # True: the broker keeps each topic's last message for subscribers that come later
 
-DELIVERY_TIMEOUT = 10.0  # s: with --count, how long to wait at the end for the broker to confirm everything
+# Where the broker is.
+BROKER = "mqtt-broker"  # the compose service name; without Docker: --host 127.0.0.1
+PORT = 1883
+WAIT = 10.0  # s: how long to keep trying to reach the broker at start, and (--count) to wait for its last confirmations
 
-
-def temperature() -> str:
-    return f"{random.uniform(20, 35):.1f} °C"
-
-
-def humidity() -> str:
-    return f"{random.uniform(30, 50):.1f} %"
+print_lock = threading.Lock()
 
 
-READINGS = {TEMPERATURE_TOPIC: temperature, HUMIDITY_TOPIC: humidity}
+def say(line: str) -> None:
+    """Print one whole line: paho's network thread prints too (connects, disconnects)."""
+    with print_lock:
+        print(line, flush=True)
 
 
-class Publisher:
-    """Publishes and reports each message once the broker has it (paho's on_publish).
+def reading(topic: str) -> str:
+    low, high, unit = READINGS[topic]
+    return f"{random.uniform(low, high):.1f} {unit}"
 
-    QoS 0: when it is written to the broker's connection. QoS 1: at PUBACK. QoS 2: at PUBCOMP.
-    """
 
-    def __init__(self, link: BrokerLink, *, qos: int, retain: bool):
-        self.link, self.qos, self.retain = link, qos, retain
-        self._unconfirmed: dict[int, str] = {}  # mid -> what to print once the broker has it
-        self._confirmed_early: set[int] = set()  # on_publish that beat publish() returning its mid
-        self._changed = threading.Condition()  # notified when nothing is left unconfirmed
-        link.client.on_publish = self._on_publish
-        coalesce_bursts(link.client)  # --interval 0 publishes faster than one TCP segment per message
-        link.on_connection_lost = self._drop_unsent_qos0
+def on_connect(_client, userdata, _flags, reason_code, _properties):
+    """The broker answered our CONNECT: at start, and after each reconnect paho makes by itself."""
+    if reason_code.is_failure:
+        userdata["refused"] = f"the broker refused the connection: {reason_code}"
+        return
+    say(f"{'Reconnected' if userdata['connected'].is_set() else 'Connected'} to MQTT broker {userdata['broker']}")
+    userdata["connected"].set()
 
-    def publish(self, topic: str, payload: str) -> None:
-        shown = f"{payload} (Topic: {topic})"
-        info = self.link.client.publish(topic, payload.encode("utf-8"), qos=self.qos, retain=self.retain)
-        if info.rc == mqtt.MQTT_ERR_NO_CONN:
-            if self.qos == 0:
-                say(f"Not sent (no connection to the broker; QoS 0 is never kept for later): {shown}")
-                return
-            say(f"Queued until the broker is back (QoS {self.qos}): {shown}")
-        elif info.rc != mqtt.MQTT_ERR_SUCCESS:
-            say(f"Not sent ({mqtt.error_string(info.rc)}): {shown}")
+
+def on_disconnect(_client, userdata, _flags, reason_code, _properties):
+    if reason_code.is_failure:  # not our own DISCONNECT: paho reconnects after 1 s, then every 2 s
+        say(f"Lost the connection to the MQTT broker {userdata['broker']}; reconnecting...")
+
+
+def on_publish(_client, userdata, mid, _reason_code, _properties):
+    """The broker has message `mid`. The main thread prints it: only it knows which text that mid carries."""
+    userdata["confirmed"].put(mid)
+
+
+def connect(client: mqtt.Client, host: str, port: int, wait: float) -> None:
+    """Reach the broker, trying every second for up to `wait` seconds, then start paho's network thread."""
+    say(f"Connecting to {host}:{port}...")
+    deadline = time.monotonic() + wait
+    for attempt in itertools.count():
+        try:
+            client.connect(host, port)  # TCP, then CONNECT (keep-alive 60 s); the CONNACK comes to on_connect
+            break
+        except OSError as e:
+            reason = e.strerror or str(e)
+        if time.monotonic() >= deadline:
+            give_up(host, port, f"{reason}; tried for {wait:g} s")
+        if attempt == 0:
+            say(f"MQTT broker not reachable yet ({reason}); retrying for up to {wait:g} s")
+        time.sleep(1)
+    client.loop_start()  # paho's thread: reads, writes, keep-alive pings, reconnects
+    userdata = client.user_data_get()
+    if not userdata["connected"].wait(max(deadline - time.monotonic(), 1)):
+        give_up(host, port, userdata.get("refused", "no CONNACK from the broker"))
+
+
+def give_up(host: str, port: int, reason: str) -> None:
+    hint = " (running without Docker? add --host 127.0.0.1)" if host == BROKER else ""
+    sys.exit(f"error: cannot reach the MQTT broker at {host}:{port}: {reason}{hint}")
+
+
+def send(client: mqtt.Client, topic: str, payload: str, args, unconfirmed: dict[int, str]) -> None:
+    """Hand one message to paho; say at once what happens to it if it cannot go now."""
+    shown = f"{payload} (Topic: {topic})"
+    info = client.publish(topic, payload, qos=args.qos, retain=args.retain)
+    if info.rc == mqtt.MQTT_ERR_NO_CONN and args.qos == 0:
+        say(f"Not sent (no connection to the broker; QoS 0 is never kept for later): {shown}")
+    elif info.rc == mqtt.MQTT_ERR_NO_CONN:  # paho keeps QoS 1/2 messages and sends them after reconnecting
+        say(f"Queued until the broker is back (QoS {args.qos}): {shown}")
+        unconfirmed[info.mid] = shown
+    elif info.rc == mqtt.MQTT_ERR_SUCCESS:
+        unconfirmed[info.mid] = shown
+    else:
+        say(f"Not sent ({mqtt.error_string(info.rc)}): {shown}")
+
+
+def report_confirmed(confirmed: queue.Queue, unconfirmed: dict[int, str], until: float, all_of_them=False) -> None:
+    """Print `Published:` for each message the broker confirms before `until` (or, all_of_them, once none is left)."""
+    while unconfirmed or not all_of_them:
+        try:
+            mid = confirmed.get(timeout=max(0.0, until - time.monotonic()))
+        except queue.Empty:
             return
-        with self._changed:
-            if info.mid in self._confirmed_early:
-                self._confirmed_early.discard(info.mid)
-                say(f"Published: {shown}")
-            else:
-                self._unconfirmed[info.mid] = shown
+        if mid in unconfirmed:
+            say(f"Published: {unconfirmed.pop(mid)}")
 
-    def wait_until_delivered(self, timeout: float) -> None:
-        with self._changed:
-            if not self._changed.wait_for(lambda: not self._unconfirmed, timeout):
-                n = len(self._unconfirmed)
-                raise cli.LabError(f"{n} message{'s' if n != 1 else ''} not confirmed by the MQTT broker "
-                                   f"at {self.link.address} within {timeout:.0f} s")
 
-    def _on_publish(self, client, userdata, mid, reason_code, properties):  # noqa: ARG002 - paho signature
-        with self._changed:
-            shown = self._unconfirmed.pop(mid, None)
-            if shown is None:
-                self._confirmed_early.add(mid)
-                return
-            say(f"Published: {shown}")
-            if not self._unconfirmed:  # wake wait_until_delivered once, not at every message
-                self._changed.notify_all()
-
-    def _drop_unsent_qos0(self) -> None:
-        """QoS 0 messages not yet written when the connection broke are gone: say so."""
-        if self.qos != 0:
-            return
-        with self._changed:
-            for shown in self._unconfirmed.values():
-                say(f"Lost with the connection (QoS 0): {shown}")
-            self._unconfirmed.clear()
-            self._changed.notify_all()
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--host", default=BROKER, help=f"the broker (default: {BROKER})")
+    p.add_argument("--port", type=int, default=PORT, help=f"the broker's port (default: {PORT})")
+    p.add_argument("--topic", action="append", help=f"a topic to publish to; repeat it (default: {' '.join(TOPICS)})")
+    p.add_argument("--message", default=MESSAGE, help="publish this text instead of readings")
+    p.add_argument("--interval", type=float, default=INTERVAL, help=f"seconds between rounds (default: {INTERVAL:g})")
+    p.add_argument("--count", type=int, default=0,
+                   help="send this many rounds, wait until the broker has them all, exit (default: until Ctrl+C)")
+    p.add_argument("--qos", type=int, choices=(0, 1, 2), default=QOS, help=f"quality of service (default: {QOS})")
+    p.add_argument("--retain", action=argparse.BooleanOptionalAction, default=RETAIN,
+                   help="the broker keeps the last message for later subscribers")
+    p.add_argument("--client-id", default="", help="MQTT client id (default: none, the broker assigns one)")
+    p.add_argument("--wait", type=float, default=WAIT, help=f"seconds to wait for the broker (default: {WAIT:g})")
+    args = p.parse_args()
+    args.topic = [t for value in args.topic or TOPICS for t in value.split(",") if t]
+    for topic in args.topic:
+        if "+" in topic or "#" in topic:
+            p.error(f"invalid topic {topic!r}: wildcards (+, #) are for subscribing only")
+    no_reading = [t for t in args.topic if t not in READINGS]
+    if args.message is None and no_reading:
+        p.error(f"no reading to publish on {', '.join(no_reading)}: give the text with --message (or MESSAGE)")
+    if args.interval < 0 or args.count < 0 or args.wait <= 0 or not 0 < args.port < 65536:
+        p.error("--interval and --count cannot be negative, --wait must be positive, --port is 1-65535")
+    return args
 
 
 def main() -> int:
-    p = client_parser(__doc__.splitlines()[0])
-    p.add_argument("--topic", action="append", metavar="TOPIC",
-                   help="topic to publish to; repeat it or give a comma list "
-                        f"(default: {', '.join(DEFAULT_TOPICS)})")
-    p.add_argument("--message", metavar="TEXT",
-                   help="publish this fixed text instead of readings (needed for topics other than the defaults)")
-    p.add_argument("--interval", type=float, default=1.0, help="seconds between rounds (default: 1)")
-    p.add_argument("--count", type=int, default=0,
-                   help="publish this many rounds (one message per topic each), wait until the broker "
-                        "has them all, then exit (default: run until Ctrl+C)")
-    p.add_argument("--retain", action="store_true", help="ask the broker to keep the last message for new subscribers")
-    args = p.parse_args()
-    if args.interval < 0 or args.count < 0:
-        p.error("--interval and --count cannot be negative")
-    topics = split_topics(args.topic, wildcards=False) or list(DEFAULT_TOPICS)
-    if args.message is None:
-        no_reading = [t for t in topics if t not in READINGS]
-        if no_reading:
-            raise cli.LabError(f"no reading to publish on {', '.join(no_reading)}: give the text with --message "
-                               f"(readings exist for {', '.join(READINGS)})", code=2)
-
-    link = BrokerLink(args.host, args.port, client_id=args.client_id)
-    publisher = Publisher(link, qos=args.qos, retain=args.retain)
+    args = parse_args()
+    userdata = {"broker": f"{args.host}:{args.port}", "connected": threading.Event(), "confirmed": queue.Queue()}
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=args.client_id, userdata=userdata)
+    client.on_connect, client.on_disconnect, client.on_publish = on_connect, on_disconnect, on_publish
+    client.reconnect_delay_set(min_delay=1, max_delay=2)
+    unconfirmed: dict[int, str] = {}  # message id -> what to print once the broker confirms it
     try:
-        link.connect()
-        say(f"Publishing every {args.interval:g}s to: {', '.join(topics)} (QoS {args.qos}"
-              f"{', retained' if args.retain else ''}; press Ctrl+C to stop)")
+        connect(client, args.host, args.port, args.wait)
+        say(f"Publishing every {args.interval:g}s to: {', '.join(args.topic)} "
+            f"(QoS {args.qos}{', retained' if args.retain else ''}; press Ctrl+C to stop)")
         next_round = time.monotonic()
-        for round_no in itertools.count(1):
-            for topic in topics:
-                publisher.publish(topic, args.message if args.message is not None else READINGS[topic]())
-            if round_no == args.count:
+        for round_number in itertools.count(1):
+            for topic in args.topic:
+                send(client, topic, reading(topic) if args.message is None else args.message, args, unconfirmed)
+            if round_number == args.count:
                 break
             next_round += args.interval
-            delay = next_round - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-        publisher.wait_until_delivered(DELIVERY_TIMEOUT)
+            report_confirmed(userdata["confirmed"], unconfirmed, until=next_round)
+        report_confirmed(userdata["confirmed"], unconfirmed, until=time.monotonic() + args.wait, all_of_them=True)
+        if unconfirmed:
+            n = len(unconfirmed)
+            sys.exit(f"error: {n} message{'s' if n > 1 else ''} not confirmed by the MQTT broker at "
+                     f"{userdata['broker']} within {args.wait:g} s")
     finally:
-        link.close()
+        if client.is_connected():
+            client.disconnect()  # DISCONNECT: a clean end, in the capture and in the broker's log
+            client.loop_stop()
     return 0
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    sys.stdout.reconfigure(line_buffering=True, errors="backslashreplace")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # docker stop, kill: end cleanly, status 0
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl+C
+        sys.exit(130)

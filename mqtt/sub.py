@@ -1,140 +1,181 @@
 """MQTT subscriber: prints and logs every message the broker routes to its topic filters.
 
-The broker delivers by topic alone: another topic gets nothing, a wildcard gets many publishers,
-and a persistent session (QoS 1/2) keeps messages for a subscriber while it is away.
+The broker delivers by topic alone: a subscriber on another topic gets nothing, a wildcard (sister/#)
+gets many publishers. on_connect subscribes, so after a broker restart paho reconnects and resubscribes.
 """
 
 from __future__ import annotations
 
+import argparse
+import itertools
+import signal
+import sys
 import threading
+import time
 from datetime import datetime
 from pathlib import Path
-from typing import TextIO
 
-from common import DEFAULT_TOPICS, BrokerLink, LineWriter, client_parser, printable, say, split_topics
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
-from labkit import cli
+# What to receive. Edit these, or override them with flags (python sub.py --help).
+TOPICS = ["sister/temp", "sister/humidity"]  # topic filters; wildcards: sister/# (all below), sister/+/gaming
+QOS = 0  # the highest QoS we accept; the broker sends min(publisher's, ours)
+LOG_FILE = Path(__file__).with_name("mqtt_messages.log")  # every message, with a timestamp, next to this script
 
-LOG_FILE = "mqtt_messages.log"
+# Where the broker is.
+BROKER = "mqtt-broker"  # the compose service name; without Docker: --host 127.0.0.1
+PORT = 1883
+WAIT = 10.0  # s: how long to keep trying to reach the broker at start
+
+print_lock = threading.Lock()
 
 
-class MessageLog:
-    """Appends timestamped lines to a file; if the file cannot be written, warns once and goes on.
+def say(line: str) -> None:
+    """Print one whole line: paho's network thread prints too (messages, reconnects)."""
+    with print_lock:
+        print(line, flush=True)
 
-    Each line is stamped when its message arrives and reaches the file within OUTPUT_DELAY
-    (bursts in one write); close() writes the rest.
-    """
 
-    def __init__(self, path: str):
-        self.path = Path(path)
-        self._writer = LineWriter(self._write)
+def printable(payload: bytes) -> str:
+    """A payload as one line of text: UTF-8, with other bytes (\\xff) and control characters (\\n) escaped."""
+    text = payload.decode("utf-8", errors="backslashreplace")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def on_connect(client, userdata, flags, reason_code, _properties):
+    """Connected, or reconnected by paho: subscribe here, so a restarted broker gets our subscriptions back."""
+    if reason_code.is_failure:
+        userdata["refused"] = f"the broker refused the connection: {reason_code}"
+        return
+    resumed = " (session resumed: messages kept for us follow)" if flags.session_present else ""
+    again = "Reconnected" if userdata["connected"].is_set() else "Connected"
+    say(f"{again} to MQTT broker {userdata['broker']}{resumed}")
+    userdata["connected"].set()
+    client.subscribe([(topic, userdata["qos"]) for topic in userdata["topics"]])
+
+
+def on_subscribe(_client, userdata, _mid, reason_codes, _properties):
+    """SUBACK: the broker's answer for each topic filter, in order (a code of 0x80 or more: refused)."""
+    answers = zip(userdata["topics"], reason_codes, strict=False)
+    say("Subscribed to: " + ", ".join(f"{t} (refused: {code})" if code.is_failure else t for t, code in answers))
+
+
+def on_message(_client, userdata, msg):
+    line = f"Received message: {printable(msg.payload)} (Topic: {msg.topic})"
+    say(line)
+    if userdata["log"]:
         try:
-            self._file: TextIO | None = self.path.open("a", encoding="utf-8")
-        except OSError as e:
-            self._file = None
-            self._warn(e)
+            userdata["log"].write(f"{datetime.now().isoformat(sep=' ', timespec='milliseconds')} {line}\n")
+        except OSError as e:  # e.g. the disk is full: say so once, keep receiving
+            warn_not_logging(userdata["log"].name, e)
+            userdata["log"] = None
+    userdata["received"] += 1
+    if userdata["received"] == userdata["count"]:
+        userdata["done"].set()
 
-    def append(self, line: str) -> None:
-        if self._file is not None:
-            self._writer.write(f"{datetime.now().isoformat(sep=' ', timespec='milliseconds')} {line}")
 
-    def close(self) -> None:
-        self._writer.flush()
-        file, self._file = self._file, None
-        if file is not None:
-            file.close()
+def on_disconnect(_client, userdata, _flags, reason_code, _properties):
+    if reason_code.is_failure:  # not our own DISCONNECT: paho reconnects after 1 s, then every 2 s
+        say(f"Lost the connection to the MQTT broker {userdata['broker']}; reconnecting...")
 
-    def _write(self, chunk: str) -> None:  # called by the LineWriter, under its lock
-        file = self._file
-        if file is None:
-            return
+
+def open_log(path: str):
+    try:
+        return open(path, "a", encoding="utf-8", buffering=1)  # line-buffered: each message reaches the file
+    except OSError as e:
+        warn_not_logging(path, e)
+        return None
+
+
+def warn_not_logging(path: str, e: OSError) -> None:
+    print(f"warning: cannot write {path}: {e.strerror or e}; not logging (choose another file with --log PATH)",
+          file=sys.stderr, flush=True)
+
+
+def connect(client: mqtt.Client, host: str, port: int, wait: float) -> None:
+    """Reach the broker, trying every second for up to `wait` seconds, then start paho's network thread."""
+    say(f"Connecting to {host}:{port}...")
+    deadline = time.monotonic() + wait
+    for attempt in itertools.count():
         try:
-            file.write(chunk)
-            file.flush()
-        except ValueError:  # closed by close() meanwhile: the script is ending
-            pass
+            client.connect(host, port)  # TCP, then CONNECT (keep-alive 60 s); the CONNACK comes to on_connect
+            break
         except OSError as e:
-            self._file = None
-            file.close()
-            self._warn(e)
+            reason = e.strerror or str(e)
+        if time.monotonic() >= deadline:
+            give_up(host, port, f"{reason}; tried for {wait:g} s")
+        if attempt == 0:
+            say(f"MQTT broker not reachable yet ({reason}); retrying for up to {wait:g} s")
+        time.sleep(1)
+    client.loop_start()  # paho's thread: reads, writes, keep-alive pings, reconnects
+    userdata = client.user_data_get()
+    if not userdata["connected"].wait(max(deadline - time.monotonic(), 1)):
+        give_up(host, port, userdata.get("refused", "no CONNACK from the broker"))
 
-    def _warn(self, e: OSError) -> None:
-        say(f"warning: cannot write the message log {self.path} ({e.strerror or e}); "
-            "messages are only shown here")
+
+def give_up(host: str, port: int, reason: str) -> None:
+    hint = " (running without Docker? add --host 127.0.0.1)" if host == BROKER else ""
+    sys.exit(f"error: cannot reach the MQTT broker at {host}:{port}: {reason}{hint}")
 
 
-class Subscriber:
-    """Subscribes on every (re)connect and prints/logs each message that arrives."""
-
-    def __init__(self, link: BrokerLink, *, topics: list[str], qos: int, log: MessageLog, count: int):
-        self.topics, self.qos, self.log, self.count = topics, qos, log, count
-        self.received = 0
-        self.done = threading.Event()  # set when --count messages have arrived
-        link.on_connected = self.subscribe
-        link.main_thread_sends = False  # all we send comes from paho's thread: SUBSCRIBE, PUBACKs
-        link.client.on_subscribe = self._on_subscribe
-        link.client.on_message = self._on_message
-
-    def subscribe(self, client) -> None:
-        client.subscribe([(topic, self.qos) for topic in self.topics])
-
-    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):  # noqa: ARG002 - paho signature
-        granted = [t for t, rc in zip(self.topics, reason_codes, strict=False) if not rc.is_failure]
-        refused = [f"{t} ({rc})" for t, rc in zip(self.topics, reason_codes, strict=False) if rc.is_failure]
-        if granted:
-            say(f"Subscribed to: {', '.join(granted)}")
-        if refused:
-            say(f"Subscription refused by the broker: {', '.join(refused)}")
-
-    def _on_message(self, client, userdata, msg):  # noqa: ARG002 - paho signature
-        if self.done.is_set():
-            return
-        line = f"Received message: {printable(msg.payload)} (Topic: {msg.topic})"
-        say(line)
-        self.log.append(line)
-        self.received += 1
-        if self.count and self.received >= self.count:
-            self.done.set()
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--host", default=BROKER, help=f"the broker (default: {BROKER})")
+    p.add_argument("--port", type=int, default=PORT, help=f"the broker's port (default: {PORT})")
+    p.add_argument("--topic", action="append", help=f"a topic filter; repeat it (default: {' '.join(TOPICS)})")
+    p.add_argument("--qos", type=int, choices=(0, 1, 2), default=QOS, help=f"quality of service (default: {QOS})")
+    p.add_argument("--log", default=str(LOG_FILE), help=f"the message log (default: {LOG_FILE.name} here)")
+    p.add_argument("--count", type=int, default=0, help="exit after this many messages (default: until Ctrl+C)")
+    p.add_argument("--timeout", type=float, help="exit after this many seconds, saying how many messages came")
+    p.add_argument("--client-id", default="", help="MQTT client id (default: none, the broker assigns one)")
+    p.add_argument("--persistent", action="store_true",
+                   help="the broker keeps our subscriptions and QoS 1/2 messages while we are away (needs --client-id)")
+    p.add_argument("--wait", type=float, default=WAIT, help=f"seconds to wait for the broker (default: {WAIT:g})")
+    args = p.parse_args()
+    args.topic = [t for value in args.topic or TOPICS for t in value.split(",") if t]
+    for topic in args.topic:
+        levels = topic.split("/")
+        if any("#" in level for level in levels[:-1]) or "#" in levels[-1] and levels[-1] != "#":
+            p.error(f"invalid topic {topic!r}: '#' must be a whole level and the last one (sister/#)")
+        if any("+" in level and level != "+" for level in levels):
+            p.error(f"invalid topic {topic!r}: '+' must be a whole level (sister/+/gaming)")
+    if args.persistent and not args.client_id:
+        p.error("--persistent needs --client-id: the broker keeps the session under that name")
+    if args.count < 0 or (args.timeout or 1) <= 0 or args.wait <= 0 or not 0 < args.port < 65536:
+        p.error("--count cannot be negative, --timeout and --wait must be positive, --port is 1-65535")
+    return args
 
 
 def main() -> int:
-    p = client_parser(__doc__.splitlines()[0])
-    p.add_argument("--topic", action="append", metavar="FILTER",
-                   help="topic filter to subscribe to, wildcards allowed (sister/#, sister/+/gaming); "
-                        f"repeat it or give a comma list (default: {', '.join(DEFAULT_TOPICS)})")
-    p.add_argument("--log", default=LOG_FILE, metavar="PATH",
-                   help=f"append each message with a timestamp to this file (default: {LOG_FILE})")
-    p.add_argument("--count", type=int, default=0, help="exit after this many messages (default: run until Ctrl+C)")
-    p.add_argument("--timeout", type=float, metavar="SECONDS",
-                   help="exit after this many seconds, saying how many messages arrived")
-    p.add_argument("--persistent", action="store_true",
-                   help="persistent session (clean session off): the broker keeps our subscriptions and "
-                        "QoS 1/2 messages while we are away; needs --client-id")
-    args = p.parse_args()
-    if args.persistent and not args.client_id:
-        p.error("--persistent needs --client-id: the broker keeps the session under that name")
-    if args.count < 0 or (args.timeout is not None and args.timeout <= 0):
-        p.error("--count cannot be negative and --timeout must be positive")
-    topics = split_topics(args.topic, wildcards=True) or list(DEFAULT_TOPICS)
-
-    log = MessageLog(args.log)
-    link = BrokerLink(args.host, args.port, client_id=args.client_id, clean_session=not args.persistent)
-    subscriber = Subscriber(link, topics=topics, qos=args.qos, log=log, count=args.count)
+    args = parse_args()
+    userdata = {"broker": f"{args.host}:{args.port}", "topics": args.topic, "qos": args.qos, "count": args.count,
+                "received": 0, "done": threading.Event(), "connected": threading.Event(), "log": open_log(args.log)}
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=args.client_id, clean_session=not args.persistent,
+                         userdata=userdata)
+    client.on_connect, client.on_subscribe, client.on_message = on_connect, on_subscribe, on_message
+    client.on_disconnect = on_disconnect
+    client.reconnect_delay_set(min_delay=1, max_delay=2)
     try:
-        link.connect()
+        connect(client, args.host, args.port, args.wait)
         say("Waiting for messages... (press Ctrl+C to quit)")
-        finished = subscriber.done.wait(args.timeout)
+        finished = userdata["done"].wait(args.timeout)
     finally:
-        link.close()
-        log.close()
+        if client.is_connected():
+            client.disconnect()  # DISCONNECT: a clean end, in the capture and in the broker's log
+            client.loop_stop()
     if not finished:
-        n = subscriber.received
-        got = f"Received {n} message{'s' if n != 1 else ''}" if n else "No messages received"
-        say(f"{got} on {', '.join(topics)} in {args.timeout:g}s")
-        if args.count:
-            return 1
+        n = userdata["received"]
+        say(f"{f'Received {n} message' + 's' * (n > 1) if n else 'No messages received'} "
+            f"on {', '.join(args.topic)} in {args.timeout:g}s")
+        return 1 if args.count else 0
     return 0
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    sys.stdout.reconfigure(line_buffering=True, errors="backslashreplace")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # docker stop, kill: end cleanly, status 0
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl+C
+        sys.exit(130)

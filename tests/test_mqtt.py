@@ -2,48 +2,37 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import free_port
+from helpers import MQTT_HOST as HOST
+from helpers import (
+    PUBLISHED,
+    RECEIVED,
+    SHIPPED_MOSQUITTO_CONF,
+    index_of,
+    matches,
+    mosquitto_with_conf,
+    script_constant,
+    start_pub,
+    start_sub,
+)
 
 from labkit.procs import REPO, Proc
 
-HOST = "127.0.0.1"
 READING = re.compile(r"^(?P<value>\d+\.\d) (?P<unit>°C|%)$")
-PUBLISHED = re.compile(r"^Published: (?P<payload>.*) \(Topic: (?P<topic>[^ ]+)\)$")
-RECEIVED = re.compile(r"^Received message: (?P<payload>.*) \(Topic: (?P<topic>[^ ]+)\)$")
 TIMESTAMPED = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} Received message: .* \(Topic: [^ ]+\)$")
 SEED_002_MESSAGE = "Ada kanal Youtube baru nih: @Ivanzenatmaja"
-
-
-def start_sub(spawn, port: int, tmp_path, *args: str, log: str | None = None, wait: bool = True) -> Proc:
-    """sub.py on the test broker, logging into tmp_path; waits for its SUBACK line unless told not to."""
-    proc = spawn.script("mqtt", "sub.py", "--host", HOST, "--port", str(port),
-                        "--log", log or str(tmp_path / "mqtt_messages.log"), *args)
-    if wait:
-        proc.wait_for(r"^Subscribed to: ", timeout=15)
-    return proc
-
-
-def start_pub(spawn, port: int, *args: str) -> Proc:
-    return spawn.script("mqtt", "pub.py", "--host", HOST, "--port", str(port), *args)
-
-
-def matches(proc: Proc, rx: re.Pattern, start: int = 0, end: int | None = None) -> list[re.Match]:
-    """The matches of rx among proc's output lines [start:end]."""
-    return [m for line in proc.lines[start:end] if (m := rx.match(line))]
-
-
-def index_of(proc: Proc, pattern: str, start: int = 0) -> int:
-    """Index of the first line (from `start`) matching pattern; waits for it."""
-    proc.wait_for(pattern, timeout=15, start=start)
-    rx = re.compile(pattern)
-    return next(i for i, line in enumerate(proc.lines) if i >= start and rx.search(line))
+NOT_LOGGING = "; not logging (choose another file with --log PATH)"
 
 
 def mosquitto_pub(port: int, *args: str, stdin: bytes | None = None) -> None:
@@ -105,12 +94,17 @@ def test_sub_appends_each_message_with_a_timestamp_to_its_log(spawn, broker, tmp
     assert lines[2].endswith(" Received message: 40.0 % (Topic: sister/humidity)")
 
 
-def test_unwritable_log_is_one_warning_and_sub_keeps_receiving(spawn, broker, tmp_path):
-    sub = start_sub(spawn, broker.port, tmp_path, "--count", "2", log=str(tmp_path / "no-such-dir" / "x.log"))
+@pytest.mark.parametrize(("log", "reason"), [("no-such-dir/x.log", "No such file or directory"),
+                                             ("/dev/full", "No space left on device")], ids=["open", "write"])
+def test_unwritable_log_is_one_warning_and_sub_keeps_receiving(spawn, broker, tmp_path, log, reason):
+    """Contract with upcall's client_log.txt: one warning line on stderr, the same wording, and it keeps running."""
+    path = str(tmp_path / log)
+    sub = start_sub(spawn, broker.port, tmp_path, "--count", "2", log=path)
     mosquitto_pub(broker.port, "-t", "sister/temp", "-m", "22.0 °C")
     mosquitto_pub(broker.port, "-t", "sister/temp", "-m", "23.0 °C")
     assert sub.wait(15) == 0, sub.output
-    assert sub.count(r"^warning: cannot write the message log .*x\.log") == 1, sub.output
+    assert sub.count(r"^warning: ") == 1, sub.output
+    assert f"warning: cannot write {path}: {reason}{NOT_LOGGING}" in sub.lines
     assert len(matches(sub, RECEIVED)) == 2
     assert "Traceback" not in sub.output
 
@@ -207,10 +201,10 @@ def test_clients_that_cannot_reach_a_broker_exit_non_zero_with_one_line(spawn, t
         silent.listen()
         started = time.monotonic()
         procs = {
-            "pub": start_pub(spawn, dead_port, "--count", "1"),
-            "sub": start_sub(spawn, dead_port, tmp_path, wait=False),
-            "default": spawn.script("mqtt", "sub.py", "--log", str(tmp_path / "d.log")),
-            "silent": start_pub(spawn, silent.getsockname()[1], "--count", "1"),
+            "pub": start_pub(spawn, dead_port, "--count", "1", "--wait", "2"),
+            "sub": start_sub(spawn, dead_port, tmp_path, "--wait", "2", wait=False),
+            "default": spawn.script("mqtt", "sub.py", "--log", str(tmp_path / "d.log"), "--wait", "2"),
+            "silent": start_pub(spawn, silent.getsockname()[1], "--count", "1", "--wait", "2"),
         }
         codes = {name: proc.wait(30) for name, proc in procs.items()}
         elapsed = time.monotonic() - started
@@ -221,13 +215,15 @@ def test_clients_that_cannot_reach_a_broker_exit_non_zero_with_one_line(spawn, t
         errors = [line for line in proc.lines if line.startswith("error:")]
         assert len(errors) == 1, proc.output
     for name in ("pub", "sub"):
-        assert procs[name].count(r"retrying for up to 10 s") == 1
+        assert procs[name].count(r"retrying for up to 2 s") == 1
         assert procs[name].lines[-1] == (f"error: cannot reach the MQTT broker at {HOST}:{dead_port}: "
-                                         "Connection refused; tried for 10 s")
+                                         "Connection refused; tried for 2 s")
     assert procs["default"].lines[0] == "Connecting to mqtt-broker:1883..."
     assert procs["default"].lines[-1].endswith("(running without Docker? add --host 127.0.0.1)")
     assert procs["silent"].lines[-1].endswith("no CONNACK from the broker")
-    assert 9 <= elapsed < 25, elapsed  # it did retry for about 10 s, and gave up
+    assert 1.5 <= elapsed < 10, elapsed  # it did retry for about --wait seconds, and gave up
+    for script in ("pub.py", "sub.py"):  # without --wait: 10 s, as the spec says
+        assert script_constant(REPO / "mqtt" / script, "WAIT") == 10.0
 
 
 def test_pub_and_sub_reconnect_after_broker_restart_and_sub_resubscribes(spawn, broker, tmp_path):
@@ -302,10 +298,11 @@ def test_sigterm_while_retrying_the_first_connection_stops_within_a_second(spawn
 
 
 @pytest.mark.parametrize(("script", "args", "message"), [
-    ("pub.py", ["--topic", "sister/#"], "error: invalid topic 'sister/#': wildcards (+, #) are for subscribing only"),
-    ("sub.py", ["--topic", "sister/#/temp"], "error: invalid topic 'sister/#/temp': '#' must be a whole level"),
-    ("sub.py", ["--topic", "sister/te+"], "error: invalid topic 'sister/te+': '+' must be a whole level"),
-    ("pub.py", ["--topic", "sister/channel/gaming"], "error: no reading to publish on sister/channel/gaming"),
+    ("pub.py", ["--topic", "sister/#"],
+     "pub.py: error: invalid topic 'sister/#': wildcards (+, #) are for subscribing only"),
+    ("sub.py", ["--topic", "sister/#/temp"], "sub.py: error: invalid topic 'sister/#/temp': '#' must be a whole level"),
+    ("sub.py", ["--topic", "sister/te+"], "sub.py: error: invalid topic 'sister/te+': '+' must be a whole level"),
+    ("pub.py", ["--topic", "sister/channel/gaming"], "pub.py: error: no reading to publish on sister/channel/gaming"),
     ("sub.py", ["--persistent"], "sub.py: error: --persistent needs --client-id"),
 ])
 def test_bad_flags_fail_with_one_line_before_connecting(spawn, tmp_path, script, args, message):
@@ -317,27 +314,89 @@ def test_bad_flags_fail_with_one_line_before_connecting(spawn, tmp_path, script,
 
 
 def test_pub_count_exits_non_zero_when_the_broker_never_confirms(spawn, broker):
-    pub = start_pub(spawn, broker.port, "--qos", "1", "--count", "2", "--interval", "1")
+    pub = start_pub(spawn, broker.port, "--qos", "1", "--count", "2", "--interval", "1", "--wait", "2")
     pub.wait_for(r"^Published: .* \(Topic: sister/humidity\)$")  # round 1 (temp, humidity) fully confirmed
     broker.stop()  # round 2 can only be queued, and nobody will ever PUBACK it
     pub.wait_for(r"^Queued until the broker is back \(QoS 1\): ")
-    assert pub.wait(20) == 1, pub.output
-    assert pub.lines[-1] == f"error: 2 messages not confirmed by the MQTT broker at {HOST}:{broker.port} within 10 s"
+    assert pub.wait(10) == 1, pub.output
+    assert pub.lines[-1] == f"error: 2 messages not confirmed by the MQTT broker at {HOST}:{broker.port} within 2 s"
     assert "Traceback" not in pub.output
 
 
 def test_shipped_mosquitto_conf_serves_pub_and_sub(spawn, tmp_path):
-    shipped = (REPO / "mqtt" / "mosquitto.conf").read_text(encoding="utf-8")
+    shipped = SHIPPED_MOSQUITTO_CONF.read_text(encoding="utf-8")
     assert re.search(r"^listener 1883$", shipped, re.M) and re.search(r"^allow_anonymous true$", shipped, re.M)
     assert re.search(r"^persistence false$", shipped, re.M)
-    port = free_port()  # the same file, on a free port of 127.0.0.1 instead of 1883 on every interface
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text(re.sub(r"^listener 1883$", f"listener {port} {HOST}", shipped, flags=re.M), encoding="utf-8")
-    broker = spawn(["mosquitto", "-c", str(conf)], label="mosquitto", prefix=["stdbuf", "-oL"])
-    broker.wait_for(r"mosquitto version .* running", timeout=10)
+    broker, port = mosquitto_with_conf(spawn, SHIPPED_MOSQUITTO_CONF, tmp_path / "mosquitto.conf")
 
     sub = start_sub(spawn, port, tmp_path, "--count", "2")
     pub = start_pub(spawn, port, "--count", "1")
     assert pub.wait(15) == 0 and sub.wait(15) == 0, pub.output + sub.output
     assert [m["payload"] for m in matches(sub, RECEIVED)] == [m["payload"] for m in matches(pub, PUBLISHED)]
     broker.wait_for(r"New client connected from 127\.0\.0\.1")  # connection_messages: joins show in its log
+
+
+def copy_of_the_folder(tmp_path: Path) -> Path:
+    """mqtt/ copied alone, as an instructor copies it into another course: no repo, no labkit around it."""
+    copy = tmp_path / "mqtt"
+    shutil.copytree(REPO / "mqtt", copy, ignore=shutil.ignore_patterns("__pycache__", "*.log"))
+    return copy
+
+
+def run_copy(spawn, copy: Path, script: str, *args: str, cwd: Path | None = None) -> Proc:
+    """A script of the copy, run with the venv's interpreter, no PYTHONPATH (nothing but its folder and paho)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONUNBUFFERED")}
+    return spawn([sys.executable, script, *args], cwd=str(cwd or copy), env=env, label=script)
+
+
+def test_the_folder_copied_alone_runs_with_its_own_mosquitto_conf(spawn, tmp_path):
+    copy = copy_of_the_folder(tmp_path)
+    for path in copy.glob("*.py"):
+        assert "labkit" not in path.read_text(encoding="utf-8"), path.name
+    broker, port = mosquitto_with_conf(spawn, copy / "mosquitto.conf", copy / "mosquitto.conf")
+    sub = run_copy(spawn, copy, "sub.py", "--host", HOST, "--port", str(port), "--count", "4")
+    sub.wait_for(r"^Subscribed to: sister/temp, sister/humidity$", timeout=15)
+    pub = run_copy(spawn, copy, "pub.py", "--host", HOST, "--port", str(port), "--count", "2", "--interval", "0.2")
+    assert pub.wait(15) == 0, pub.output
+    assert sub.wait(15) == 0, sub.output
+
+    published = [(m["payload"], m["topic"]) for m in matches(pub, PUBLISHED)]
+    assert [(m["payload"], m["topic"]) for m in matches(sub, RECEIVED)] == published and len(published) == 4
+    logged = (copy / "mqtt_messages.log").read_text(encoding="utf-8").splitlines()  # next to sub.py, by default
+    assert len(logged) == 4 and all(TIMESTAMPED.match(line) for line in logged), logged
+    broker.wait_for(r"New client connected from 127\.0\.0\.1")
+
+
+def test_edited_topic_constants_reach_the_subscriber_on_that_topic_and_no_other(spawn, broker, tmp_path):
+    """Seed 002's edit, made where pub.py and sub.py keep their topics: TOPICS (and MESSAGE) at the top."""
+    copy = copy_of_the_folder(tmp_path)
+    edits = {"pub.py": {"TOPICS": '["sister/channel/gaming"]', "MESSAGE": repr(SEED_002_MESSAGE)},
+             "sub.py": {"TOPICS": '["sister/channel/gaming"]'}}
+    for script, constants in edits.items():
+        path = copy / script
+        text = path.read_text(encoding="utf-8")
+        for name, value in constants.items():
+            text, n = re.subn(rf"^{name} = .*$", f"{name} = {value}", text, count=1, flags=re.M)
+            assert n == 1, f"{script} has no line `{name} = ...` to edit"
+        path.write_text(text, encoding="utf-8")
+
+    default = start_sub(spawn, broker.port, tmp_path, "--timeout", "3", log=str(tmp_path / "default.log"))
+    elsewhere = tmp_path / "elsewhere"  # run from another folder: the log still goes next to sub.py
+    elsewhere.mkdir()
+    gaming = run_copy(spawn, copy, str(copy / "sub.py"), "--host", HOST, "--port", str(broker.port), "--count", "2",
+                      cwd=elsewhere)
+    gaming.wait_for(r"^Subscribed to: sister/channel/gaming$", timeout=15)
+    pub = run_copy(spawn, copy, "pub.py", "--host", HOST, "--port", str(broker.port), "--count", "2",
+                   "--interval", "0.2")
+    assert pub.wait(15) == 0, pub.output
+    assert gaming.wait(15) == 0, gaming.output
+    assert default.wait(15) == 0, default.output
+
+    line = f"{SEED_002_MESSAGE} (Topic: sister/channel/gaming)"
+    assert pub.count(rf"^Published: {re.escape(line)}$") == 2, pub.output
+    assert gaming.count(rf"^Received message: {re.escape(line)}$") == 2, gaming.output
+    assert not matches(default, RECEIVED), default.output  # subscribed to sister/temp and sister/humidity
+    assert default.lines[-1] == "No messages received on sister/temp, sister/humidity in 3s"
+    logged = (copy / "mqtt_messages.log").read_text(encoding="utf-8").splitlines()
+    assert [entry.split(" ", 2)[2] for entry in logged] == [f"Received message: {line}"] * 2
+    assert not list(elsewhere.iterdir())

@@ -9,12 +9,10 @@ import re
 import socket
 import subprocess
 
-from conftest import free_port
+from helpers import MQTT_HOST as HOST
+from helpers import SHIPPED_MOSQUITTO_CONF, mosquitto_with_conf
 
-from labkit.procs import REPO
-
-HOST = "127.0.0.1"
-SHIPPED = (REPO / "mqtt" / "mosquitto.conf").read_text(encoding="utf-8")
+SHIPPED = SHIPPED_MOSQUITTO_CONF.read_text(encoding="utf-8")
 
 
 def limit(name: str) -> int:
@@ -24,12 +22,7 @@ def limit(name: str) -> int:
 
 
 def shipped_broker(spawn, tmp_path):
-    port = free_port()
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text(re.sub(r"^listener 1883$", f"listener {port} {HOST}", SHIPPED, flags=re.M), encoding="utf-8")
-    broker = spawn(["mosquitto", "-c", str(conf)], label="mosquitto", prefix=["stdbuf", "-oL"])
-    broker.wait_for(r"mosquitto version .* running", timeout=10)
-    return broker, port
+    return mosquitto_with_conf(spawn, SHIPPED_MOSQUITTO_CONF, tmp_path / "mosquitto.conf")
 
 
 def mqtt_connect_packet(client_id: str) -> bytes:

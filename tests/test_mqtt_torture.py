@@ -8,8 +8,9 @@ import threading
 
 import paho.mqtt.client as mqtt
 import pytest
+from helpers import MQTT_HOST as HOST
+from helpers import PUBLISHED, RECEIVED, index_of, matches, start_pub, start_sub
 from paho.mqtt.enums import CallbackAPIVersion
-from test_mqtt import HOST, PUBLISHED, RECEIVED, index_of, matches, start_pub, start_sub
 
 BATCH = 200  # hostile payloads per batch, each must arrive as exactly one line
 
