@@ -10,18 +10,18 @@ help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sort -u | \
 	  awk 'BEGIN {FS = ":.*## "}; {t = $$1; sub(/%/, "<proto>", t); printf "  make %-22s %s\n", t, $$2}'
 
-setup: ## install Mosquitto (as root) and build .venv
+setup: ## what the demos need: Mosquitto (apt, as root) and .venv (PYTHON=python3.X picks 3.10-3.13)
 	@scripts/setup.sh demo
 
-setup-test: ## install everything the tests need (apt as root, .venv)
+setup-test: ## what the tests need: every Debian package (apt, as root) and .venv with the test tools
 	@scripts/setup.sh test
 
 lint: setup-test ## ruff over the whole repo
 	$(PY) -m ruff check .
 
-test: setup-test ## install what is needed, lint, run the whole test suite
+test: setup-test ## install what is needed, lint, run the test suite (benchmarks: make bench)
 	$(PY) -m ruff check .
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not bench" $(PYTEST_ARGS)
 
 demo: setup ## run all five demos locally, no Docker
 	$(PY) -m labkit.demo $(PROTOS)

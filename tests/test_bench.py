@@ -2,7 +2,7 @@
 
 No figure is compared with a speed (the machine is shared and noisy): the checks are that each figure
 exists, is consistent with its rounds and with the requests the servers logged, and is saved as
-table, JSON and chart.
+table, JSON and chart. Marked `bench`: `make bench` runs them, `make test` leaves them out.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ def quick_bench(tmp_path_factory):
     return out, done, json.loads((out / "bench.json").read_text())
 
 
+@pytest.mark.bench
 @pytest.mark.timeout(180)
 def test_quick_bench_prints_and_saves_the_table(quick_bench):
     out, done, data = quick_bench
@@ -42,6 +43,7 @@ def test_quick_bench_prints_and_saves_the_table(quick_bench):
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.bench
 @pytest.mark.timeout(180)
 def test_quick_bench_shows_progress_on_stderr(quick_bench):
     _, done, data = quick_bench
@@ -50,6 +52,7 @@ def test_quick_bench_shows_progress_on_stderr(quick_bench):
     assert "done in" in done.stderr
 
 
+@pytest.mark.bench
 @pytest.mark.timeout(180)
 def test_quick_bench_figures_are_measured_not_made_up(quick_bench):
     out, _, data = quick_bench
