@@ -28,13 +28,14 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from labkit import cli, compose, demo, netns
 from labkit.procs import REPO, Proc
 from labkit.protocols import NAMES, PROTOCOLS, Protocol, Step
 
+UTC = timezone.utc  # datetime.UTC is Python 3.11+; the lab runs on 3.10 too
 RUNTIMES = ("docker", "netns", "local")
 CAPTURES = REPO / "captures"
 PROFILE_DIR = CAPTURES / "profile"

@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from labkit import capture, cli
@@ -28,6 +28,7 @@ from labkit.analyze.model import Message
 from labkit.procs import REPO, free_port
 from labkit.protocols import NAMES, PROTOCOLS, Protocol, Step
 
+UTC = timezone.utc  # datetime.UTC is Python 3.11+; the lab runs on 3.10 too
 OUT_DIR = capture.CAPTURES / "compare"
 #: Operations per protocol unless --n says otherwise.
 DEFAULT_OPERATIONS = 100
