@@ -70,7 +70,7 @@ def test_quick_bench_figures_are_measured_not_made_up(quick_bench):
             assert figure["errors"] == 0, row
         assert row["ratio"] == pytest.approx(row["ours"]["rate"] / row["baseline"]["rate"])
     targets = {r["protocol"]: r["target"] for r in rows if r["target"] is not None}
-    assert targets == {"rest": 3.0, "upcall": 0.8, "mqtt": 0.5}
+    assert targets == {"rest": 3.0, "upcall": 0.8}  # MQTT: figures for information, no target
 
     # The requests counted reached our servers: each one is in the server's own log.
     rest_ours = sum(r["ours"]["rounds"][0]["count"] for r in rows if r["protocol"] == "rest")

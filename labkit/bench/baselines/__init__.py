@@ -18,7 +18,7 @@ def load_script(folder: str, name: str) -> ModuleType:
     """Import `<repo>/<folder>/<name>` as a module (the protocol folders are not packages)."""
     path = REPO / folder / name
     if str(path.parent) not in sys.path:
-        sys.path.insert(0, str(path.parent))  # its sibling imports (mqtt's `common`) must resolve
+        sys.path.insert(0, str(path.parent))  # imports of files beside it must resolve
     module_name = f"lab_{folder}_{path.stem}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     assert spec and spec.loader
