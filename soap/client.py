@@ -1,82 +1,76 @@
-"""SOAP client: calls the calculator through a proxy that zeep builds at run time from the server's WSDL.
+"""SOAP client: zeep reads the server's WSDL and calls the operations it finds there.
 
-The client knows no XML: it reads the published contract, then each call is an HTTP POST of a SOAP envelope
-and a SOAP Fault from the server comes back as an error, printed on one line.
+The client knows no XML and no operation names: it fetches the published contract, then each call is
+an HTTP POST of a SOAP envelope. A new @rpc method on the server is callable here after a restart.
 """
 
 from __future__ import annotations
 
+import argparse
 import re
+import signal
+import sys
 
 import requests
 import zeep
 from zeep.transports import Transport
 
-from labkit import cli
-from labkit.protocols import SOAP_PORT
-
-OPERATIONS = ("add", "subtract", "multiply", "divide")
-#: Seconds to wait for the TCP connection, then for each answer.
+HOST = "soap-server"  # the compose service; without Docker use --host 127.0.0.1
+PORT = 8000
+#: Seconds to wait for the TCP connection, then for each answer (--timeout overrides the second).
 CONNECT_TIMEOUT_SECONDS = 5
 READ_TIMEOUT_SECONDS = 10
 
 
-def connection_reason(error: Exception) -> str:
-    """A short reason from requests' long connection error ('Connection refused', 'timed out', ...)."""
-    if isinstance(error, requests.exceptions.ConnectTimeout):
-        return f"no answer within {CONNECT_TIMEOUT_SECONDS} s"
-    text = str(error)
-    match = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
-    if match:
-        return match.group(1).strip()
-    return "connection failed" if not text else text.splitlines()[0][:200]
-
-
-def calculator(host: str, port: int):
-    """The service proxy, bound to host:port whatever address the WSDL names."""
-    wsdl = f"http://{host}:{port}/?wsdl"
-    transport = Transport(timeout=(CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS),
-                          operation_timeout=(CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS))
-    try:
-        client = zeep.Client(wsdl, transport=transport)
-    except requests.exceptions.ConnectionError as e:
-        raise cli.unreachable("SOAP server", host, port, connection_reason(e)) from None
-    except requests.exceptions.RequestException as e:
-        raise cli.LabError(f"could not fetch the WSDL from {wsdl}: {e}") from None
-    except (zeep.exceptions.Error, ValueError, SyntaxError) as e:  # lxml's XMLSyntaxError is a SyntaxError
-        raise cli.LabError(f"{wsdl} did not return a usable WSDL: {e}") from None
-    binding = next(iter(client.wsdl.bindings))
+def operations_of(host: str, port: int, timeout: float):
+    """The service proxy bound to host:port, and the names of the operations its WSDL offers, in order."""
+    timeouts = (CONNECT_TIMEOUT_SECONDS, timeout)
+    client = zeep.Client(f"http://{host}:{port}/?wsdl", transport=Transport(timeout=timeouts,
+                                                                           operation_timeout=timeouts))
+    binding = next(iter(client.wsdl.bindings.values()))
     # The WSDL names the address the server saw first; this client talks to the one it was given.
-    return client.create_service(binding, f"http://{host}:{port}/")
+    return client.create_service(binding.name, f"http://{host}:{port}/"), list(binding.all())
 
 
 def main() -> int:
-    p = cli.parser(__doc__.splitlines()[0], host="soap-server", port=SOAP_PORT, server=False)
-    p.add_argument("--op", choices=(*OPERATIONS, "all"), default="all", help="operation to call (default: all)")
-    p.add_argument("-a", type=int, default=10, help="first integer operand (default: 10)")
-    p.add_argument("-b", type=int, default=5, help="second integer operand (default: 5)")
-    cli.add_repeat(p)
-    args = p.parse_args()
-
-    service = calculator(args.host, args.port)
-    failed = False
-    for name in (OPERATIONS if args.op == "all" else (args.op,)) * args.repeat:
-        call = f"{name}({args.a},{args.b})"
-        try:
-            result = getattr(service, name)(args.a, args.b)
-        except zeep.exceptions.Fault as fault:
-            print(f"{call} -> fault: {fault.message}")
-            failed = True
-            continue
-        except requests.exceptions.ConnectionError as e:
-            raise cli.unreachable("SOAP server", args.host, args.port, connection_reason(e)) from None
-        except requests.exceptions.Timeout:
-            raise cli.LabError(f"{call}: no answer from the SOAP server within {READ_TIMEOUT_SECONDS} s") from None
-        except (zeep.exceptions.Error, requests.exceptions.RequestException) as e:
-            raise cli.LabError(f"{call} failed: {e}") from None
-        print(f"{call} = {result}")
-    return 1 if failed else 0
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default=HOST, help=f"server to call (default: {HOST})")
+    parser.add_argument("--port", type=int, default=PORT, help=f"its port (default: {PORT})")
+    parser.add_argument("--op", default="all", help="an operation the WSDL offers, or all of them (default: all)")
+    parser.add_argument("-a", type=int, default=10, help="first integer operand (default: 10)")
+    parser.add_argument("-b", type=int, default=5, help="second integer operand (default: 5)")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="make the calls N times over one connection, for `make compare` (default: 1)")
+    parser.add_argument("--timeout", type=float, default=READ_TIMEOUT_SECONDS, metavar="SECONDS",
+                        help=f"seconds to wait for each answer (default: {READ_TIMEOUT_SECONDS})")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    server = f"the SOAP server at {args.host}:{args.port}"
+    try:
+        service, operations = operations_of(args.host, args.port, args.timeout)
+        if args.op not in [*operations, "all"]:
+            sys.exit(f"error: {server} has no operation {args.op!r}; it offers: {', '.join(operations)}")
+        failed = False
+        for name in (operations if args.op == "all" else [args.op]) * args.repeat:
+            try:
+                print(f"{name}({args.a},{args.b}) = {service[name](args.a, args.b)}", flush=True)
+            except zeep.exceptions.Fault as fault:  # the server's answer was a SOAP Fault
+                print(f"{name}({args.a},{args.b}) -> fault: {' '.join(fault.message.split())}", flush=True)
+                failed = True
+        return 1 if failed else 0
+    except requests.exceptions.ConnectionError as e:  # "[Errno 111] Connection refused" in a long text
+        found = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", str(e))
+        reason = (f"no answer within {CONNECT_TIMEOUT_SECONDS} s" if isinstance(e, requests.exceptions.ConnectTimeout)
+                  else found.group(1).strip() if found else " ".join(str(e).split())[:200])
+        hint = " (running without Docker? add --host 127.0.0.1)" if args.host == HOST else ""
+        sys.exit(f"error: cannot reach {server}: {reason}{hint}")
+    except requests.exceptions.Timeout:
+        sys.exit(f"error: no answer from {server} within {args.timeout:g} s")
+    except (zeep.exceptions.Error, requests.exceptions.RequestException, SyntaxError, TypeError) as e:
+        sys.exit(f"error: {server} failed: {' '.join(str(e).split())[:300]}")  # lxml's errors are SyntaxErrors
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    sys.exit(main())

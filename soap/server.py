@@ -1,313 +1,173 @@
 """SOAP 1.1 calculator service: remote procedure calls described by a published contract (the WSDL).
 
-A client that has never seen this code reads http://<host>:8000/?wsdl and can call add, subtract,
-multiply and divide; every mistake of the sender comes back as a SOAP Fault, and the server keeps serving.
+spyne turns each @rpc method of CalculatorService into an operation of the WSDL at
+http://<host>:8000/?wsdl; every mistake of the sender comes back as a SOAP Fault (HTTP 500).
+`python server.py` and `gunicorn -c gunicorn.conf.py server:app` run the same server.
 """
 
-from __future__ import annotations
-
-import logging
+import argparse
+import errno
 import os
-import re
+import runpy
+import signal
+import socket
 import sys
-import threading
-from io import BytesIO
+import time
+from pathlib import Path
 
-from lxml import etree
+import spyne_compat  # noqa: F401  (first: lets spyne 2.14 import on Python 3.12 and 3.13)
+from gunicorn.app.base import BaseApplication
 from spyne import Application, Double, Fault, Integer, ServiceBase, rpc
 from spyne.protocol.soap import Soap11
 from spyne.server.wsgi import WsgiApplication
 
-from labkit import cli, wsgi
-from labkit.protocols import SOAP_PORT
-
+PORT = 8000
 SERVICE_NAME = "CalculatorService"
-TNS = "lab.soap.calculator"
-
-#: Largest request body accepted (bytes); bigger bodies get a Client Fault and are never parsed.
+TNS = "lab.soap.calculator"  # the XML namespace of the operations
+#: Largest request body read (bytes); a bigger one gets a Client.RequestTooLong Fault, unparsed.
 MAX_REQUEST_BYTES = 64 * 1024
-#: Gunicorn worker processes (one GIL each: one per core, 2 to 4) and threads per worker.
-WORKERS = min(4, max(2, os.cpu_count() or 1))
-THREADS_PER_WORKER = 4
-#: Open connections a worker holds at most (idle keep-alive ones included); more wait in the listen backlog.
-MAX_CONNECTIONS_PER_WORKER = 256
-#: A kept-alive connection with no new request is closed after this many seconds.
-KEEPALIVE_SECONDS = 5
-#: A worker whose main loop stops reporting for this long is restarted by the gunicorn master.
-WORKER_TIMEOUT_SECONDS = 30
+#: Most digits of an integer result (Python prints no longer ones); more is Client.ResultOutOfRange.
+MAX_RESULT_DIGITS = 4300
 
-NS_SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
-
-DTD_FORBIDDEN = "DTDs and entity declarations are not allowed"
-
-# An integer operand: required, exactly once, never nil (spyne's soft validation enforces it).
-Operand = Integer(min_occurs=1, max_occurs=1, nillable=False)
-
-# Python refuses to print integers of more digits than sys.get_int_max_str_digits(): results must stay below.
-_INT_DIGITS = sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else 0
-_RESULT_LIMIT = 10 ** _INT_DIGITS if _INT_DIGITS else None
-
-
-def _shown(number) -> str:
-    """A number as the log shows it: huge ones abbreviated."""
-    text = str(number)
-    return text if len(text) <= 30 else f"{text[:12]}...({len(text)} digits)"
-
-
-def _call(ctx, operation: str, a: int, b: int) -> str:
-    """Tell the request logger which call this request made (it prints one line per request)."""
-    text = f"{operation}({_shown(a)},{_shown(b)})"
-    ctx.transport.req_env["lab.call"] = text
-    return text
-
-
-def _answer(ctx, call: str, result):
-    if isinstance(result, int) and _RESULT_LIMIT is not None and abs(result) >= _RESULT_LIMIT:
-        raise Fault("Client.ResultOutOfRange", "Result out of range")
-    ctx.transport.req_env["lab.call"] = f"{call} = {_shown(result)}"
-    return result
+Operand = Integer(min_occurs=1, nillable=False)  # required, exactly one, never nil
 
 
 class CalculatorService(ServiceBase):
-    """The four operations; add and subtract are the seeds' originals. Methods get spyne's context first."""
+    """Each @rpc method is one operation: its arguments and _returns are its part of the WSDL."""
 
     @rpc(Operand, Operand, _returns=Integer)
     def add(ctx, a, b):
-        return _answer(ctx, _call(ctx, "add", a, b), a + b)
+        return a + b
 
     @rpc(Operand, Operand, _returns=Integer)
     def subtract(ctx, a, b):
-        return _answer(ctx, _call(ctx, "subtract", a, b), a - b)
+        return a - b
 
     @rpc(Operand, Operand, _returns=Integer)
     def multiply(ctx, a, b):
-        return _answer(ctx, _call(ctx, "multiply", a, b), a * b)
+        return a * b
 
     @rpc(Operand, Operand, _returns=Double)
     def divide(ctx, a, b):
-        call = _call(ctx, "divide", a, b)
         if b == 0:
             raise Fault("Client.DivisionByZero", "Division by zero")
         try:
-            quotient = a / b  # int / int is correctly rounded, even for huge operands
-        except OverflowError:
+            return a / b
+        except OverflowError:  # a quotient beyond the largest float
             raise Fault("Client.ResultOutOfRange", "Result out of range") from None
-        return _answer(ctx, call, quotient)
 
 
-class LockedDownSoap11(Soap11):
-    """Spyne's SOAP 1.1 reader, answering Client Faults where spyne would crash or let things through.
+# --- Hardening: the sender's mistakes, each refused with a Client Fault (README.md "Limits") ---
 
-    Refused: a DTD in any encoding (the parser never loads or expands it, but it is refused all the same),
-    a body that is not in its declared charset, and an envelope whose Body holds no operation.
-    """
 
-    def create_in_document(self, ctx, charset=None):
+def refuse_dtd(ctx):
+    """After the parse, before any value is read: a DTD (entities, external files) is refused unused."""
+    if ctx.in_document.getroottree().docinfo.doctype:
+        raise Fault("Client.DTDForbidden", "DTDs and entity declarations are not allowed")
+
+
+def refuse_huge_result(ctx):
+    if isinstance(ctx.out_object[0], int) and abs(ctx.out_object[0]) >= 10**MAX_RESULT_DIGITS:
+        raise Fault("Client.ResultOutOfRange", "Result out of range")
+
+
+def note_call(ctx):
+    """Puts `add(10,5) = 15`, or the fault, in the WSGI environ: gunicorn's access log line shows it."""
+    call = f"{ctx.descriptor.name}({','.join(map(str, ctx.in_object))}) " if ctx.in_object else ""
+    error = ctx.out_error
+    outcome = f"= {ctx.out_object[0]}" if error is None else f"fault {error.faultcode}: {error.faultstring}"
+    ctx.transport.req_env["soap.call"] = f"{call[:80]}{outcome[:120]}"
+
+
+#: What escapes spyne, as the Fault the sender gets instead of a bare 500 (anything else: a Server Fault).
+ESCAPES = {StopIteration: ("Client.EmptyRequest", "Empty request body"),  # spyne's next() on the body's chunks
+           UnicodeError: ("Client.EncodingError", "The body is not in its declared charset"),
+           LookupError: ("Client.EncodingError", "Unknown charset")}
+FAULT = ('<?xml version="1.0" encoding="UTF-8"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/">'
+         "<s:Body><s:Fault><faultcode>s:{}</faultcode><faultstring>{}</faultstring></s:Fault></s:Body></s:Envelope>")
+
+
+def faults_only(wsgi_app):
+    """WSGI wrapper: whatever escapes spyne still gets a SOAP Fault, never a bare 500 or a traceback."""
+
+    def guarded(environ, start_response):
         try:
-            super().create_in_document(ctx, charset)  # decodes with the Content-Type charset first, if given
-        except UnicodeError:
-            raise Fault("Client.EncodingError", f"The body is not valid {charset}") from None
-        except LookupError:
-            raise Fault("Client.EncodingError", f"Unknown charset {charset!r}") from None
-        info = ctx.in_document[0].getroottree().docinfo
-        if info.doctype or info.internalDTD is not None or info.externalDTD is not None:
-            raise Fault("Client.DTDForbidden", DTD_FORBIDDEN)
+            return wsgi_app(environ, start_response)
+        except Exception as e:
+            code, text = next((f for kind, f in ESCAPES.items() if isinstance(e, kind)), ("Server", "Internal error"))
+            environ["soap.call"] = f"fault {code}: {text}"
+            start_response("500 Internal Server Error", [("Content-Type", "text/xml; charset=utf-8")])
+            return [FAULT.format(code, text).encode()]
 
-    def decompose_incoming_envelope(self, ctx, message=Soap11.REQUEST):
-        envelope = ctx.in_document[0]
-        if envelope.tag == f"{{{NS_SOAP_ENV}}}Envelope":
-            body = envelope.find(f"{{{NS_SOAP_ENV}}}Body")
-            if body is None or len(body) == 0:
-                raise Fault("Client.SoapError", "The SOAP Body is missing or empty: expected one operation element")
-        super().decompose_incoming_envelope(ctx, message)
+    return guarded
 
 
-def soap_application() -> WsgiApplication:
-    """The spyne application. Its XML parser never loads a DTD, never expands an entity, never uses the network."""
-    app = Application(
-        [CalculatorService],
-        tns=TNS,
-        name=SERVICE_NAME,
-        in_protocol=LockedDownSoap11(validator="soft", load_dtd=False, resolve_entities=False, no_network=True,
-                                     huge_tree=False),
-        out_protocol=Soap11(),
-    )
-    return WsgiApplication(app, max_content_length=MAX_REQUEST_BYTES)
+application = Application([CalculatorService], tns=TNS, name=SERVICE_NAME, out_protocol=Soap11(),
+                          # spyne's XML parser options: never load a DTD, expand an entity or use the network
+                          in_protocol=Soap11(validator="soft", load_dtd=False, resolve_entities=False,
+                                             no_network=True, huge_tree=False))
+application.in_protocol.event_manager.add_listener("before_deserialize", refuse_dtd)
+application.event_manager.add_listener("method_return_object", refuse_huge_result)
+for event in ("method_return_object", "method_exception_object"):
+    application.event_manager.add_listener(event, note_call)
+app = faults_only(WsgiApplication(application, max_content_length=MAX_REQUEST_BYTES))  # what gunicorn serves
 
 
-# ---------------------------------------------------------------------------------------------------
-# The guard in front of spyne (size limit, empty body, DTD) and one log line per request.
+# --- Running it: gunicorn with gunicorn.conf.py, started from Python ---
 
 
-def fault_envelope(code: str, message: str) -> bytes:
-    """A SOAP 1.1 Fault envelope, shaped like the ones spyne writes."""
-    env = etree.Element(f"{{{NS_SOAP_ENV}}}Envelope", nsmap={"soap11env": NS_SOAP_ENV})
-    body = etree.SubElement(env, f"{{{NS_SOAP_ENV}}}Body")
-    fault = etree.SubElement(body, f"{{{NS_SOAP_ENV}}}Fault")
-    etree.SubElement(fault, "faultcode").text = f"soap11env:{code}"
-    etree.SubElement(fault, "faultstring").text = message
-    etree.SubElement(fault, "faultactor").text = ""
-    return etree.tostring(env, xml_declaration=True, encoding="UTF-8")
+class GunicornServer(BaseApplication):
+    """gunicorn's documented custom application: the settings of gunicorn.conf.py, bind from the flags."""
+
+    def __init__(self, bind: str):
+        self.bind = bind
+        super().__init__()
+
+    def load_config(self):
+        for name, value in runpy.run_path(str(Path(__file__).with_name("gunicorn.conf.py"))).items():
+            if name in self.cfg.settings:  # gunicorn's settings are the lower-case names there
+                self.cfg.set(name, value)
+        self.cfg.set("bind", [self.bind])
+
+    def load(self):
+        return app
 
 
-# Characters XML 1.0 cannot carry (a Fault quoting a garbage request line must still be well-formed XML).
-NOT_XML_CHARS = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+def follow(path: str, port: int) -> None:
+    """Print what the server already running in this container appends to its SERVER_LOG, from now on."""
+    print(f"Following the SOAP server already running in this container (port {port}): "
+          "its output from now on. Ctrl+C to stop.", flush=True)
+    with open(path, encoding="utf-8", errors="replace") as log:
+        log.seek(0, os.SEEK_END)
+        while True:
+            line = log.readline()
+            if line:
+                print(line, end="", flush=True)
+            else:
+                time.sleep(0.2)
 
 
-def gunicorn_error_fault(status: int, reason: str, message: str) -> tuple[str, bytes]:
-    """gunicorn's answer to a request it cannot parse (malformed HTTP, headers too large), as a SOAP Fault.
-
-    The HTTP status stays gunicorn's (400, 414, 431): the request never became a SOAP call, as with the
-    405 spyne answers a plain GET.
-    """
-    text = NOT_XML_CHARS.sub("?", f"{reason}: {message}" if message else reason)
-    return "text/xml; charset=utf-8", fault_envelope("Client.BadHTTPRequest" if status < 500 else "Server", text)
-
-
-def check_request_body(body: bytes) -> tuple[str, str] | None:
-    """Why a request body must not even reach spyne's parser, as (faultcode, message); None when it may go on.
-
-    A DOCTYPE spelled in ASCII is refused here without parsing; one hidden by another encoding (UTF-16,
-    a charset=utf-7 header) is caught after spyne's locked-down parse by LockedDownSoap11.
-    """
-    if not body.strip():
-        return "Client.EmptyRequest", "Empty request body: expected a SOAP envelope"
-    if b"<!DOCTYPE" in body:
-        return "Client.DTDForbidden", DTD_FORBIDDEN
-    return None
-
-
-DECIMAL_LENGTH = re.compile(r"[0-9]+", re.ASCII)
-
-
-def _read_body(environ) -> tuple[bytes, tuple[str, str] | None]:
-    """The request body, or (b"", (faultcode, message)) when it is refused unread.
-
-    Never reads past Content-Length (PEP 3333: a server such as wsgiref hands over the connection itself,
-    where reading further waits for bytes the client never sends). Without one, the body is read only from
-    a server that ends the stream with it (wsgi.input_terminated: gunicorn, also for a chunked body), else
-    there is none.
-    """
-    stream = environ["wsgi.input"]
-    length_text = (environ.get("CONTENT_LENGTH") or "").strip()
-    if length_text:
-        if not DECIMAL_LENGTH.fullmatch(length_text):
-            return b"", ("Client.BadContentLength", f"Invalid Content-Length: {_short(length_text, 40)!r}")
-        length = int(length_text)
-        if length > MAX_REQUEST_BYTES:
-            return b"", ("Client.RequestTooLarge",
-                         f"Request body of {length} bytes exceeds the limit of {MAX_REQUEST_BYTES} bytes")
-        return stream.read(length), None
-    if not environ.get("wsgi.input_terminated"):
-        return b"", None
-    body = stream.read(MAX_REQUEST_BYTES + 1)
-    if len(body) > MAX_REQUEST_BYTES:
-        return b"", ("Client.RequestTooLarge", f"Request body exceeds the limit of {MAX_REQUEST_BYTES} bytes")
-    return body, None
-
-
-def _fault_in(body: bytes) -> str:
-    """'Client.X: message' from a Fault envelope this server wrote (for the log line)."""
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="0.0.0.0", help="address to bind (default: 0.0.0.0)")
+    parser.add_argument("--port", type=int, default=PORT, help=f"port to listen on (default: {PORT})")
+    args = parser.parse_args()
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # until gunicorn sets its own handlers
     try:
-        root = etree.fromstring(body, etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False))
-        code = root.findtext(f".//{{{NS_SOAP_ENV}}}Fault/faultcode") or "?"
-        text = root.findtext(f".//{{{NS_SOAP_ENV}}}Fault/faultstring") or ""
-    except etree.XMLSyntaxError:
-        return "(unreadable fault)"
-    return f"{code.split(':', 1)[-1]}: {text}"
-
-
-def _short(text: str, limit: int = 200) -> str:
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
-
-
-_log_lock = threading.Lock()
-
-
-def log_line(text: str) -> None:
-    """One whole line on stdout, even with many threads and processes writing (cheaper than logging)."""
-    with _log_lock:
-        sys.stdout.write(text + "\n")
-
-
-class GuardedSoapApp:
-    """WSGI middleware in front of spyne.
-
-    Refuses oversize, empty or DTD-carrying bodies with a Client Fault (HTTP 500, as SOAP 1.1 over HTTP
-    requires) before spyne parses them, turns any unexpected error into a Server Fault (never a bare 500 or
-    a traceback), and logs every request on one line.
-    """
-
-    def __init__(self, soap_app):
-        self.soap_app = soap_app
-
-    def __call__(self, environ, start_response):
-        method = environ.get("REQUEST_METHOD", "")
-        query = environ.get("QUERY_STRING", "")
-        target = environ.get("PATH_INFO", "/") + (f"?{query}" if query else "")
-        peer = f"{environ.get('REMOTE_ADDR', '?')}:{environ.get('REMOTE_PORT', '?')}"
-        request = f"{peer} {method} {_short(target, 80)}"
-        if method == "POST":
-            body, refused = _read_body(environ)
-            problem = refused or check_request_body(body)
-            if problem:
-                log_line(f"{request} -> 500 fault {problem[0]}: {_short(problem[1])}")
-                return self._fault(start_response, *problem)
-            environ["wsgi.input"] = BytesIO(body)
-            environ["CONTENT_LENGTH"] = str(len(body))
-
-        answer: dict = {}
-
-        def capture_start_response(status, headers, exc_info=None):  # noqa: ARG001 - WSGI signature
-            answer["status"], answer["headers"] = status, headers
-            return lambda _data: None  # spyne never uses write()
-
-        try:
-            result = self.soap_app(environ, capture_start_response)
-            try:
-                payload = b"".join(result)  # small: the request was bounded by MAX_REQUEST_BYTES
-            finally:
-                if hasattr(result, "close"):
-                    result.close()
-            status, headers = answer["status"], answer["headers"]
-        except Exception as e:  # a bug or a corner spyne does not handle: still a Fault, never a traceback
-            log_line(f"{request} -> 500 fault Server: internal error ({type(e).__name__}: {_short(str(e))})")
-            return self._fault(start_response, "Server", "Internal error")
-
-        call = environ.get("lab.call", "")
-        if status.startswith("200"):
-            what = call or ("WSDL" if method == "GET" and query.lower().startswith("wsdl") else "")
-        else:
-            what = f"{call} fault {_fault_in(payload)}" if call else f"fault {_fault_in(payload)}"
-        log_line(f"{request} -> {status.split(' ', 1)[0]} {_short(what)}")
-        start_response(status, headers)
-        return [payload]
-
-    @staticmethod
-    def _fault(start_response, code: str, message: str):
-        payload = fault_envelope(code, message)
-        start_response("500 Internal Server Error",
-                       [("Content-Type", "text/xml; charset=utf-8"), ("Content-Length", str(len(payload)))])
-        return [payload]
-
-
-def create_app():
-    """The WSGI application gunicorn serves (the bench serves the same object under wsgiref)."""
-    return GuardedSoapApp(soap_application())
-
-
-def main() -> int:
-    args = cli.parser(__doc__.splitlines()[0], host="0.0.0.0", port=SOAP_PORT, server=True).parse_args()
-    logging.getLogger("spyne").setLevel(logging.CRITICAL)  # faults go to the client and our log line, not here
-    wsgi.serve(
-        create_app(), host=args.host, port=args.port, name="SOAP server", workers=WORKERS,
-        threads=THREADS_PER_WORKER, max_connections_per_worker=MAX_CONNECTIONS_PER_WORKER,
-        idle_timeout=KEEPALIVE_SECONDS, error_body=gunicorn_error_fault,  # requests: logged by GuardedSoapApp
-        ready_line=f"SOAP server listening on {args.host}:{args.port} (WSDL: http://{args.host}:{args.port}/?wsdl)",
-        settings={"timeout": WORKER_TIMEOUT_SECONDS},
-    )
-    return 0
+        try:  # a first bind, as gunicorn's (SO_REUSEADDR): a taken port is one line, not five retries
+            socket.create_server((args.host, args.port), family=family).close()
+        except OSError as e:
+            taken = e.errno == errno.EADDRINUSE
+            if taken and os.path.isfile(os.environ.get("SERVER_LOG", "")):
+                follow(os.environ["SERVER_LOG"], args.port)
+            problem = "is already in use: stop the other SOAP server" if taken else f"cannot be used: {e.strerror}"
+            print(f"error: port {args.port} on {args.host} {problem} (or choose another with --port)", file=sys.stderr)
+            sys.exit(2)
+        GunicornServer(f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}").run()
+    except KeyboardInterrupt:
+        pass
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    main()

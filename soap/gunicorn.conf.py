@@ -1,0 +1,69 @@
+"""gunicorn settings of the SOAP server: `gunicorn -c gunicorn.conf.py server:app` and `python server.py`.
+
+Lower-case names are documented gunicorn settings (https://docs.gunicorn.org/en/stable/settings.html);
+upper-case names are the lab's limits, each listed in README.md "Limits".
+"""
+
+import logging
+import os
+import signal
+
+#: Seconds a client has to send a whole request head (request line and headers), and an idle keep-alive
+#: connection stays open: gunicorn's gevent worker waits `keepalive` seconds for each head, then hangs up.
+HEADER_TIMEOUT_SECONDS = 5
+#: Longest request line, most header fields, longest header field (bytes); beyond: gunicorn's own HTML page.
+MAX_REQUEST_LINE_BYTES = 2048
+MAX_HEADER_FIELDS = 50
+MAX_HEADER_FIELD_BYTES = 4096
+#: Worker processes (one per core of a usual laptop), each holding this many connections on one thread.
+WORKERS = 2
+MAX_CONNECTIONS_PER_WORKER = 500
+#: Seconds the master waits for its workers after SIGTERM or Ctrl+C before it kills them (whole seconds).
+STOP_GRACE_SECONDS = 1
+
+bind = ["0.0.0.0:8000"]  # `python server.py --host --port` and `gunicorn -b HOST:PORT` override it
+workers = WORKERS
+worker_class = "gevent"  # for clients slow to send: a waiting connection holds a greenlet, not a thread
+worker_connections = MAX_CONNECTIONS_PER_WORKER
+keepalive = HEADER_TIMEOUT_SECONDS
+limit_request_line = MAX_REQUEST_LINE_BYTES
+limit_request_fields = MAX_HEADER_FIELDS
+limit_request_field_size = MAX_HEADER_FIELD_BYTES
+graceful_timeout = STOP_GRACE_SECONDS
+proc_name = "soap-server"
+control_socket_disable = True  # else every gunicorn of a user shares one control socket file
+# One line per request; soap.call is what server.py noted (`add(10,5) = 15`, or the fault), `-` if none.
+access_log_format = '%(h)s:%({remote_port}e)s "%(r)s" %(s)s %({soap.call}e)s'
+
+# Every line goes to stdout and, when SERVER_LOG names a file (the Docker image sets it), is appended there
+# too: `python server.py` in the container then follows this server's output from that file.
+SERVER_LOG = os.environ.get("SERVER_LOG")
+OUTPUTS = ["stdout", "file"] if SERVER_LOG else ["stdout"]
+logconfig_dict = {
+    "formatters": {"line": {"format": "%(message)s"}},
+    "handlers": {"stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "line"},
+                 **({"file": {"class": "logging.FileHandler", "filename": SERVER_LOG, "formatter": "line"}}
+                    if SERVER_LOG else {}),
+                 "none": {"class": "logging.NullHandler"}},
+    "root": {"level": "WARNING", "handlers": OUTPUTS},
+    "loggers": {"gunicorn.error": {"level": "WARNING", "propagate": True},
+                "gunicorn.access": {"level": "INFO", "propagate": True},
+                "soap": {"level": "INFO"},  # the ready line
+                # spyne logs each Fault with a traceback; the access line already names the Fault.
+                "spyne": {"handlers": ["none"], "propagate": False}},
+}
+
+
+def when_ready(server):
+    """Hook: the listening socket is open, so the ready line can be printed."""
+    host, port = server.cfg.bind[0].rsplit(":", 1)
+    logging.getLogger("soap").info("SOAP server listening on %s:%s (WSDL: http://%s:%s/?wsdl)",
+                                   host.strip("[]"), port, host, port)
+
+
+def post_worker_init(worker):
+    """Hook, in each worker. Ctrl+C reaches every process of the terminal's group: only the master acts on
+    it (it stops its workers with SIGQUIT). SIGTERM stops a worker as SIGQUIT does, after 0.1 s for calls
+    in progress: gevent's graceful stop waits in whole seconds, and the lab's servers stop within one."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, worker.handle_quit)
