@@ -792,6 +792,7 @@ def test_progress_bar_only_with_the_flag_or_a_terminal(tmp_path):
     assert shown.stdout == quiet.stdout
 
 
+@pytest.mark.bench
 def test_benchmark_prints_both_times_and_their_ratio(tmp_path):
     need("tshark")
     done = subprocess.run([sys.executable, "-m", "labkit.analyze.bench", "--packets", "5000", "--runs", "1",

@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 
 import pytest
+import wire
+from wire import TSHARK_TIMEOUT, tshark, values
 
 from labkit import capture, compose, netns
 from labkit.procs import REPO, Proc, python_env
@@ -29,25 +31,24 @@ from labkit.protocols import NAMES, PROTOCOLS
 
 #: A capture takes a few seconds; past this it is stopped with SIGTERM (so it cleans up) and the test fails.
 CAPTURE_TIMEOUT = 90
-TSHARK_TIMEOUT = 60
 IS_ROOT = os.geteuid() == 0
 
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="namespaces and tcpdump need root (CI runs as root)")
 
 
 def run_capture(proto: str, runtime: str | None, out: Path, env: dict | None = None,
-                user: list[str] | None = None) -> subprocess.CompletedProcess:
+                user: list[str] | None = None, timeout: float = CAPTURE_TIMEOUT) -> subprocess.CompletedProcess:
     argv = [*(user or []), sys.executable, "-m", "labkit.capture", proto, "--out", str(out)]
     if runtime:
         argv += ["--runtime", runtime]
     popen = subprocess.Popen(argv, cwd=REPO, env=env or python_env(), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     try:
-        stdout, stderr = popen.communicate(timeout=CAPTURE_TIMEOUT)
+        stdout, stderr = popen.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         popen.terminate()  # labkit.capture stops its processes and removes its namespaces on SIGTERM
         stdout, stderr = popen.communicate(timeout=30)
-        pytest.fail(f"capture of {proto} ({runtime}) still running after {CAPTURE_TIMEOUT}s:\n{stdout}\n{stderr}")
+        pytest.fail(f"capture of {proto} ({runtime}) still running after {timeout}s:\n{stdout}\n{stderr}")
     if IS_ROOT:  # whatever happened, the run removed its namespaces and /etc/netns entries
         assert namespaces_of(popen.pid) == [], stdout + stderr
     return subprocess.CompletedProcess(argv, popen.returncode, stdout, stderr)
@@ -56,27 +57,7 @@ def run_capture(proto: str, runtime: str | None, out: Path, env: dict | None = N
 @pytest.fixture(scope="session")
 def wireshark_home(tmp_path_factory) -> dict[str, str]:
     """A personal config folder holding only the shipped profile (the real ~/.config is never touched)."""
-    home = tmp_path_factory.mktemp("wireshark-home")
-    shutil.copytree(capture.PROFILE_DIR, home / ".config" / "wireshark" / "profiles" / capture.PROFILE_NAME)
-    return {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
-
-
-def tshark(env: dict, pcap: Path, display_filter: str, *fields: str) -> list[list[str]]:
-    """Rows of `fields` for the packets matching `display_filter`, decoded with the lab's profile and Lua."""
-    argv = ["tshark", "-C", capture.PROFILE_NAME, "-X", f"lua_script:{capture.LUA_DISSECTOR}",
-            "--disable-heuristic", "http_tcp", "-n", "-r", str(pcap), "-Y", display_filter,
-            "-T", "fields", "-E", "separator=\t", "-E", "occurrence=a", "-E", "aggregator=\x1f"]
-    for field in fields:
-        argv += ["-e", field]
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=TSHARK_TIMEOUT)
-    assert done.returncode == 0, done.stderr
-    assert "Lua" not in done.stderr and "rror" not in done.stderr, done.stderr
-    return [line.split("\t") for line in done.stdout.splitlines()]
-
-
-def values(rows: list[list[str]], column: int = 0) -> list[str]:
-    """All values of one column, multi-occurrence fields split."""
-    return [v for row in rows for v in row[column].split("\x1f") if v]
+    return wire.wireshark_home(tmp_path_factory.mktemp("wireshark-home"))
 
 
 class Captures:
@@ -429,11 +410,14 @@ def test_compose_file_has_a_capture_sidecar_in_the_servers_network_namespace(pro
     assert sidecar["profiles"] == [capture.SIDECAR]
     assert sidecar["network_mode"] == f"service:{PROTOCOLS[proto].server_service}"
     assert {"NET_RAW", "NET_ADMIN"} <= set(sidecar["cap_add"])
-    assert any(v["source"] == str(capture.CAPTURES) and v["target"] == "/captures" for v in sidecar["volumes"])
+    assert not sidecar.get("volumes"), "the sidecar streams to labkit and writes no file of its own"
     command = sidecar["command"]
     assert command[0] == "tcpdump" and "-U" in command and "--immediate-mode" in command
-    assert command[command.index("-w") + 1] == f"/captures/.{proto}.pcap"
+    assert command[command.index("-w") + 1] == "-", "pcap on stdout, for `docker compose run` to hand over"
     assert (Path(sidecar["build"]["context"]) / "Dockerfile").is_file()
+    comment = path.read_text()
+    assert f"make record-{proto}" in comment and f"captures/{proto}-<UTC time>.pcapng" in comment
+    assert f"captures/.{proto}" not in comment
 
 
 def test_capture_sidecar_dockerfile_is_hadolint_clean():
@@ -444,52 +428,36 @@ def test_capture_sidecar_dockerfile_is_hadolint_clean():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-FAKE_DOCKER = r'''#!/usr/bin/env python3
-"""A stand-in `docker` that records each call and answers like a healthy engine."""
-import json, os, signal, sys, time
-args = sys.argv[1:]
-with open(os.environ["FAKE_DOCKER_LOG"], "a") as log:
-    log.write(json.dumps(args) + "\n")
-if args[:1] == ["info"]:
-    print("27.0.0")
-elif "logs" in args and "-f" in args[args.index("logs"):]:
-    print("Server listening on 0.0.0.0:2222", flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    time.sleep(60)
-elif "logs" in args:
-    print("tcpdump: listening on eth0, link-type EN10MB (Ethernet)")
-    print("12 packets captured\n12 packets received by filter\n0 packets dropped by kernel")
-elif "exec" in args:
-    print("Received from server: Echo: one")
-'''
+@pytest.mark.usefixtures("docker_engine")
+def test_docker_capture_runs_the_sidecar_and_the_demo_and_leaves_no_hidden_file(tmp_path, wireshark_home):
+    """The scripted demo through `docker compose exec`, recorded by the real sidecar of compose/reqresp.yml."""
+    was_up = compose_running("reqresp")
+    try:
+        result = run_capture("reqresp", "docker", tmp_path, timeout=600)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "runtime docker" in result.stdout and "sidecar `capture`" in result.stdout
+        pcap = tmp_path / "reqresp.pcapng"
+        lines = values(tshark(wireshark_home, pcap, "reqresp", "reqresp.text"))
+        assert {"one", "two", "three", "Echo: one"} <= set(lines)
+        assert "Runtime: docker" in wire.file_comments(pcap)
+        assert not list(capture.CAPTURES.glob(".*reqresp*")), "the sidecar wrote a hidden file into captures/"
+        leftover = subprocess.run(["docker", "ps", "-aq", "--filter", f"name=lab-reqresp-{capture.SIDECAR}-"],
+                                  capture_output=True, text=True, timeout=60)
+        assert leftover.stdout.strip() == "", "the sidecar container was not removed"
+    finally:
+        if not was_up:
+            compose_down("reqresp")
 
 
-def test_docker_runtime_runs_the_sidecar_and_execs_the_demo(tmp_path):
-    """The docker path, with a recording stand-in for the docker CLI (no engine runs here)."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    fake = bin_dir / "docker"
-    fake.write_text(FAKE_DOCKER)
-    fake.chmod(0o755)
-    log = tmp_path / "calls.jsonl"
-    env = python_env({"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_DOCKER_LOG": str(log)})
-    result = run_capture("reqresp", None, capture.CAPTURES, env=env)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "runtime docker (a Docker engine answers)" in result.stdout
-    calls = [json.loads(line) for line in log.read_text().splitlines()]
-    base = ["compose", "-f", "compose/reqresp.yml"]
-    sidecar = [*base, "--profile", "capture"]
-    order = [
-        [*base, "up", "-d", "--build", "--wait"],
-        [*sidecar, "up", "-d", "--build", "--no-deps", "--force-recreate", "capture"],
-        [*base, "exec", "-T", "reqresp-client", "python", "client.py", "one", "two", "three", "bye"],
-        [*sidecar, "stop", "-t", "10", "capture"],
-    ]
-    positions = [calls.index(call) for call in order]
-    assert positions == sorted(positions), calls
-    editcap = next(c for c in calls if c[:len(sidecar) + 1] == [*sidecar, "run"])
-    assert "editcap -F pcapng" in " ".join(editcap) and "--capture-comment" in editcap
-    assert calls[-1] == [*sidecar, "rm", "-f", "capture"]
+def compose_running(proto: str) -> bool:
+    done = subprocess.run(["docker", "compose", "-f", str(compose.compose_file(proto)), "ps", "-q"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    return bool(done.stdout.strip())
+
+
+def compose_down(proto: str) -> None:
+    subprocess.run(["docker", "compose", "-f", str(compose.compose_file(proto)), "down", "-t", "3"], cwd=REPO,
+                   capture_output=True, timeout=300)
 
 
 def test_vscode_recommends_webshark_with_sharkd_at_usr_bin():

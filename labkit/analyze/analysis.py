@@ -28,6 +28,14 @@ PORT_HINTS = {p.port: {"http": "HTTP", "mqtt": "MQTT", "lineproto": "LINE"}[p.wi
 PORT_HINTS[REST_HOST_PORT] = "HTTP"
 LABELS = {"HTTP": "HTTP", "SOAP": "SOAP over HTTP", "MQTT": "MQTT", "LINE": "line protocol"}
 SERVER_ROLE = {"HTTP": "server", "SOAP": "server", "MQTT": "broker", "LINE": "server"}
+#: TCP flag bits in the order Wireshark lists them ("[FIN, PSH, ACK]"); joined with "-": "FIN-PSH-ACK".
+TCP_FLAGS = ((0x01, "FIN"), (0x02, "SYN"), (0x04, "RST"), (0x08, "PSH"), (0x10, "ACK"), (0x20, "URG"),
+             (0x40, "ECE"), (0x80, "CWR"))
+
+
+def flag_name(bits: int) -> str:
+    """SYN, SYN-ACK, ACK, PSH-ACK, FIN-ACK, RST, RST-ACK ...: the flags of one segment."""
+    return "-".join(name for bit, name in TCP_FLAGS if bits & bit) or "none"
 
 
 @dataclass
@@ -75,6 +83,31 @@ class Conversation:
     @property
     def duration(self) -> float:
         return self.conn.last_time - self.conn.first_time
+
+    def segments(self) -> list[dict]:
+        """Every TCP segment of the connection: frame, time, who sent it, its flags and payload bytes."""
+        if "segments" not in self._memo:
+            t0, a_is_client = self._memo.get("t0_ns", 0), self.client_is_a
+            self._memo["segments"] = [
+                {"frame": frame, "time": (t - t0) / 1e9, "from": "client" if from_a == a_is_client else "server",
+                 "flags": flag_name(bits), "len": size}
+                for frame, t, bits, from_a, size in self.conn.log]
+        return self._memo["segments"]
+
+    def flags_of(self, frame: int) -> str:
+        """The flags of the segment in `frame` ("" if it is not one of this connection's)."""
+        if "flags" not in self._memo:
+            self._memo["flags"] = {frame: bits for frame, _t, bits, _a, _n in self.conn.log}
+        bits = self._memo["flags"].get(frame)
+        return "" if bits is None else flag_name(bits)
+
+    def closed_first(self) -> str | None:
+        """Who ended the connection first (FIN or RST): "client", the server's role, or None (still open)."""
+        td = self.teardown()
+        who = td.get("initiator") or td.get("by")
+        if who is None:
+            return None
+        return "client" if who == "client" else SERVER_ROLE.get(self.protocol or "", "server")
 
     def handshake(self) -> dict | None:
         """SYN, SYN-ACK and ACK: when, in which frames, how long (None if the capture started later)."""
@@ -144,6 +177,25 @@ class Analysis:
     _latency: list | None = field(default=None, repr=False)
     _totals: dict | None = field(default=None, repr=False)
     memo: dict = field(default_factory=dict, repr=False)  # what the report builders computed once
+
+    def arp(self) -> list[dict]:
+        """ARP requests and replies in capture order: who asks for whom, who answers; a reply names its request."""
+        if "arp" not in self.memo:
+            asked: dict = {}
+            out = []
+            for a in self.capture.arp:
+                row = {"frame": a.frame, "time": a.time, "op": a.op, "sender_ip": a.sender_ip,
+                       "sender_mac": a.sender_mac, "target_ip": a.target_ip, "target_mac": a.target_mac}
+                if a.op == "request":
+                    asked[(a.sender_ip, a.target_ip)] = row
+                elif a.op == "reply":
+                    request = asked.pop((a.target_ip, a.sender_ip), None)
+                    if request is not None:
+                        row["answers_frame"] = request["frame"]
+                        row["after"] = a.time - request["time"]
+                out.append(row)
+            self.memo["arp"] = out
+        return self.memo["arp"]
 
     def latency_stats(self) -> list[dict]:
         if self._latency is None:
@@ -273,34 +325,26 @@ def build(cap: CaptureRead, progress: Callable[[int, int], None] | None = None) 
             progress(conn.index, total)
         ab, ba = reassemble(conn.ab, cap.t0_ns), reassemble(conn.ba, cap.t0_ns)
         conn.ab.segments = conn.ba.segments = None  # free the memory: the streams hold the bytes now
-        client_is_a = _orient(conn, ab, ba)
-        cs, sc = (ab, ba) if client_is_a else (ba, ab)
-        client, server = (conn.a, conn.b) if client_is_a else (conn.b, conn.a)
-        protocol, how = detect(cs.data, sc.data, server[1])
-        conv = Conversation(conn, client, server, client_is_a, protocol, how, cs, sc)
-        if protocol is None:
+        conv = _conversation(conn, ab, ba, _orient(conn, ab, ba))
+        conv.protocol, conv.detected_by = detect(conv.cs.data, conv.sc.data, conv.server[1])
+        if conv.protocol is None:
             unrecognised.append(conv)
             continue
-        closed = conv.direction(False).fin is not None or conv.direction(False).rst is not None
-        if protocol == "HTTP":
-            msgs, notes = decode_http.decode(conn.index, cs, sc, closed)
-            if any(m.protocol == "SOAP" for m in msgs):
-                conv.protocol = "SOAP"
-        elif protocol == "MQTT":
-            msgs, notes = decode_mqtt.decode(conn.index, cs, sc)
-            kinds = {m.kind for m in msgs if m.from_client}
-            conv.client_sides = tuple(side for side, kind in (("publisher", "PUBLISH"), ("subscriber", "SUBSCRIBE"))
-                                      if kind in kinds)
-            conv.client_name = next((m.fields.get("client_id", "") for m in msgs if m.kind == "CONNECT"), "")
-        else:
-            msgs, notes = decode_lines.decode(conn.index, cs, sc)
-        for stream, who in ((cs, "client"), (sc, "server")):
-            if stream.gap is not None:
-                notes.append(f"the capture misses data the {who} sent after byte {stream.gap}: "
-                             "messages after that point are not shown")
-        conv.messages, conv.notes = msgs, notes
-        messages += msgs
+        messages += _decode(conv, cap)
         recognised.append(conv)
+    # A connection to a broker already known from another connection, carrying well-formed MQTT, is MQTT
+    # too: a subscriber whose CONNECT and SUBSCRIBE came before the capture started, on any port.
+    brokers = {c.server for c in recognised if c.protocol == "MQTT"}
+    for conv in [c for c in unrecognised if c.conn.a in brokers or c.conn.b in brokers]:
+        conv = _conversation(conv.conn, *((conv.cs, conv.sc) if conv.client_is_a else (conv.sc, conv.cs)),
+                             conv.conn.b in brokers)
+        cs, sc = conv.cs.data[:65536], conv.sc.data[:65536]
+        if (cs or sc) and (not cs or decode_mqtt.valid_stream(cs)) and (not sc or decode_mqtt.valid_stream(sc)):
+            conv.protocol, conv.detected_by = "MQTT", "broker"
+            unrecognised = [c for c in unrecognised if c.conn is not conv.conn]
+            messages += _decode(conv, cap)
+            recognised.append(conv)
+    recognised.sort(key=attrgetter("index"))
     messages.sort(key=attrgetter("time", "frame", "conversation", "_offset"))
     for i, m in enumerate(messages, 1):
         m.number = i
@@ -308,6 +352,46 @@ def build(cap: CaptureRead, progress: Callable[[int, int], None] | None = None) 
             m.reply_to = m.request.number
     _relays(messages, recognised)
     return Analysis(cap, recognised, unrecognised, messages, _hosts(recognised), warnings)
+
+
+def _conversation(conn: Connection, ab: Stream, ba: Stream, client_is_a: bool) -> Conversation:
+    cs, sc = (ab, ba) if client_is_a else (ba, ab)
+    client, server = (conn.a, conn.b) if client_is_a else (conn.b, conn.a)
+    return Conversation(conn, client, server, client_is_a, None, "content", cs, sc)
+
+
+def _decode(conv: Conversation, cap: CaptureRead) -> list[Message]:
+    """The conversation's messages, by its protocol; notes on what the capture misses."""
+    cs, sc, index = conv.cs, conv.sc, conv.index
+    closed = conv.direction(False).fin is not None or conv.direction(False).rst is not None
+    if conv.protocol == "HTTP":
+        msgs, notes = decode_http.decode(index, cs, sc, closed)
+        if any(m.protocol == "SOAP" for m in msgs):
+            conv.protocol = "SOAP"
+    elif conv.protocol == "MQTT":
+        msgs, notes = decode_mqtt.decode(index, cs, sc)
+        conv.client_sides = mqtt_sides(msgs)
+        conv.client_name = next((m.fields.get("client_id", "") for m in msgs if m.kind == "CONNECT"), "")
+    else:
+        msgs, notes = decode_lines.decode(index, cs, sc)
+    for stream, who in ((cs, "client"), (sc, "server")):
+        if stream.gap is not None:
+            notes.append(f"the capture misses data the {who} sent after byte {stream.gap}: "
+                         "messages after that point are not shown")
+    conv.messages, conv.notes = msgs, notes
+    conv._memo["t0_ns"] = cap.t0_ns
+    for m in msgs:
+        m.tcp_flags = conv.flags_of(m.frame)
+    return msgs
+
+
+def mqtt_sides(msgs: list[Message]) -> tuple:
+    """What an MQTT client did, from its packets: it publishes (PUBLISH to the broker), it subscribes
+    (SUBSCRIBE, or the broker forwarding PUBLISH to it: so also when the capture began after its SUBSCRIBE)."""
+    publishes = any(m.kind == "PUBLISH" and m.from_client for m in msgs)
+    subscribes = any((m.kind == "SUBSCRIBE" and m.from_client) or (m.kind == "PUBLISH" and not m.from_client)
+                     for m in msgs)
+    return tuple(side for side, did in (("publisher", publishes), ("subscriber", subscribes)) if did)
 
 
 def _relays(messages: list[Message], convs: list[Conversation]) -> None:

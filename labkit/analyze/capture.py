@@ -93,6 +93,8 @@ class Connection:
         self.last_ack: tuple | None = None  # (time, frame, from_a): the ACK of the second FIN
         self.family = family
         self.watch = False  # True while a handshake or teardown ACK is still awaited
+        # every segment: (frame, time in ns, TCP flags, from A?, payload bytes); what Wireshark's Info column says
+        self.log: list = []
 
     @property
     def packets(self) -> int:
@@ -114,6 +116,27 @@ class CaptureRead:
     truncated: str | None = None  # why reading stopped early, if it did
     snapped: int = 0  # packets whose stored length is shorter than on the wire
     t0_ns: int = 0  # time of the first packet, nanoseconds since 1970 (segment times are in this clock)
+    arp: list = field(default_factory=list)  # ArpPacket, in capture order
+
+
+@dataclass
+class ArpPacket:
+    """One ARP request or reply: who asks for whom, who answers with which MAC address."""
+
+    frame: int
+    time: float  # seconds since the capture's first packet
+    op: str  # "request", "reply" or "op <n>"
+    sender_mac: str
+    sender_ip: str
+    target_mac: str
+    target_ip: str
+
+
+ARP_OPS = {1: "request", 2: "reply"}
+
+
+def _mac_text(b: bytes) -> str:
+    return ":".join(f"{x:02x}" for x in b)
 
 
 def _ip_text(b: bytes) -> str:
@@ -214,6 +237,11 @@ class _Table:
             if nxt != 6:
                 return self.other(_IP_PROTOS.get(nxt, f"IPv6 next header {nxt}"), wirelen)
         else:
+            if etype == 0x0806 and p + 28 <= end and buf[p + 4] == 6 and buf[p + 5] == 4:  # ARP for IPv4 on Ethernet
+                op = (buf[p + 6] << 8) | buf[p + 7]
+                self.r.arp.append(ArpPacket(frame, ts, ARP_OPS.get(op, f"op {op}"), _mac_text(buf[p + 8:p + 14]),
+                                            _ip_text(bytes(buf[p + 14:p + 18])), _mac_text(buf[p + 18:p + 24]),
+                                            _ip_text(bytes(buf[p + 24:p + 28]))))
             return self.other(_ETHERTYPES.get(etype, f"ethertype 0x{etype:04x}"), wirelen)
         if tcp + 20 > end:
             return self.other("short TCP", wirelen)
@@ -232,6 +260,7 @@ class _Table:
         d.wire_bytes += wirelen
         d.last_ns = ts
         data_len = ip_end - data
+        d.conn.log.append((frame, ts, hlf & 0xFF, d.from_a, max(data_len, 0)))
         if data_len > 0:
             if ip_end > end:
                 self.r.snapped += 1
@@ -397,6 +426,7 @@ def _scan(buf, size: int, result: CaptureRead, table: _Table, progress) -> None:
                 d.last_ns = ts
                 data = p + l2 + 20 + ((hlf >> 12) << 2)
                 ip_end = p + l2 + total
+                d.conn.log.append((n, ts, hlf & 0xFF, d.from_a, ip_end - data if ip_end > data else 0))
                 if ip_end > data:
                     end = p + caplen
                     if ip_end > end:
@@ -526,6 +556,8 @@ def _finish(table: _Table, result: CaptureRead) -> None:
     def rel(ev):
         return None if ev is None else ((ev[0] - t0) / 1e9, *ev[1:])
 
+    for a in result.arp:
+        a.time = (a.time - t0) / 1e9
     for c in result.connections:
         c.first_time = (c.first_time - t0) / 1e9
         c.last_time = (max(c.ab.last_ns, c.ba.last_ns) - t0) / 1e9

@@ -32,6 +32,7 @@ class Message:
     latency: float | None = None  # seconds from that request to this message
     forwarded_from: int | None = None  # MQTT: number of the PUBLISH the broker forwarded here
     server_initiated: bool = False  # a line the server sent on its own (an upcall)
+    tcp_flags: str = ""  # the TCP flags of the segment that completed it, as Wireshark names them (e.g. "PSH-ACK")
     _request: Message | None = None
     _source: Message | None = None
     _pair_label: str = ""  # what kind of exchange it completes, e.g. "HTTP GET /add -> response"

@@ -18,6 +18,10 @@ MAX_DIAGRAM_PARTICIPANTS = 6
 JSON_INDENT_UP_TO = 5000
 #: Conversations detailed in the text report before a summary line.
 MAX_LISTED_CONVERSATIONS = 200
+#: TCP segments listed per conversation in the text and Markdown reports (the JSON has every one).
+MAX_LISTED_SEGMENTS = 30
+#: ARP packets listed in the text and Markdown reports (the JSON has every one).
+MAX_LISTED_ARP = 100
 
 
 def ms(seconds: float | None) -> str:
@@ -87,6 +91,27 @@ def teardown_text(conv: Conversation) -> str:
     return text
 
 
+def segments_text(conv: Conversation, limit: int = MAX_LISTED_SEGMENTS) -> str:
+    """The connection's segments as Wireshark's Info column names them: frame, flags, sender, payload."""
+    segs = conv.segments()
+    parts = [f"{s['frame']} {s['flags']} {_side(conv, s['from'])}" + (f" {s['len']} B" if s["len"] else "")
+             for s in segs[:limit]]
+    more = f", ... {len(segs) - limit} more (see the JSON)" if len(segs) > limit else ""
+    return ", ".join(parts) + more
+
+
+def arp_text(row: dict) -> str:
+    """One ARP packet in words: who asks for whom, or who answers with which MAC address."""
+    if row["op"] == "request":
+        return f"{row['sender_ip']} ({row['sender_mac']}) asks: who has {row['target_ip']}?"
+    if row["op"] == "reply":
+        text = f"{row['sender_ip']} is at {row['sender_mac']} (tells {row['target_ip']})"
+        if "answers_frame" in row:
+            text += f"  [answers frame {row['answers_frame']} after {ms(row['after'])}]"
+        return text
+    return f"{row['op']}: {row['sender_ip']} -> {row['target_ip']}"
+
+
 def _side(conv: Conversation, who: str) -> str:
     return "client" if who == "client" else role_of(conv, False)
 
@@ -109,7 +134,8 @@ def _left_out(t: dict) -> str:
         parts.append(f"{lo['tcp_conversations']} TCP conversation(s) with content it does not recognise "
                      f"({_fmt(lo['tcp_packets'])} packets)")
     if lo["other_packets"]:
-        parts.append(", ".join(f"{n} {kind}" for kind, n in lo["other_packets"].items()) + " packets")
+        parts.append(", ".join(f"{n} {kind}" + (" (listed under ARP)" if kind == "ARP" else "")
+                               for kind, n in lo["other_packets"].items()) + " packets")
     return "; ".join(parts) if parts else "nothing"
 
 
@@ -131,13 +157,16 @@ def text(a: Analysis, max_messages: int = MAX_LISTED_MESSAGES) -> str:
         bc, bs = conv.wire_bytes
         yc, ys = conv.payload_bytes
         who = f", client id {conv.client_name}" if conv.client_name else ""
-        how = " (recognised by its port: it carried no data)" if conv.detected_by == "port" else ""
+        how = {"port": " (recognised by its port: it carried no data)",
+               "broker": " (recognised by its broker, known from another connection: it began before the capture)",
+               }.get(conv.detected_by, "")
         out.append(f"  #{conv.index} {endpoint(conv.client)} -> {endpoint(conv.server)}  {conv.label}{who}{how}")
         out.append(f"      client->{role_of(conv, False)}: {pc} packets, {_fmt(bc)} bytes ({_fmt(yc)} payload); "
                    f"{role_of(conv, False)}->client: {ps} packets, {_fmt(bs)} bytes ({_fmt(ys)} payload); "
                    f"{len(conv.messages)} messages; lasted {conv.duration:.6f} s")
         out.append(f"      handshake: {handshake_text(conv)}")
         out.append(f"      teardown:  {teardown_text(conv)}")
+        out.append(f"      segments (frame, TCP flags, sender, payload): {segments_text(conv)}")
         for note in conv.notes:
             out.append(f"      note: {note}")
     if len(a.conversations) > MAX_LISTED_CONVERSATIONS:
@@ -145,16 +174,25 @@ def text(a: Analysis, max_messages: int = MAX_LISTED_MESSAGES) -> str:
     if not a.conversations:
         out.append("  none recognised")
     out.append("")
+    out.append("ARP (who asks for whose MAC address, who answers)")
+    for row in a.arp()[:MAX_LISTED_ARP]:
+        out.append(f"  frame {row['frame']:>6} {row['time']:>11.6f} {row['op']:<8} {arp_text(row)}")
+    if len(a.arp()) > MAX_LISTED_ARP:
+        out.append(f"  ... and {len(a.arp()) - MAX_LISTED_ARP} more (see the JSON)")
+    if not a.arp():
+        out.append("  none (on loopback there is no ARP)")
+    out.append("")
     out.append("Messages in capture order (time: seconds since the first packet)")
     if a.messages:
-        out.append(f"  {'#':>5} {'time':>11} {'frame':>6} {'conv':>5}  {'from -> to':<45} message")
+        out.append(f"  {'#':>5} {'time':>11} {'frame':>6} {'conv':>5}  {'from -> to':<45} {'TCP flags':<11} message")
     convs = {c.index: c for c in a.conversations}
     limit = len(a.messages) if max_messages <= 0 else max_messages
     for m in a.messages[:limit]:
         conv = convs[m.conversation]
         src, dst = (conv.client, conv.server) if m.from_client else (conv.server, conv.client)
         route = f"{endpoint(src)} -> {endpoint(dst)}"
-        out.append(f"  {m.number:>5} {m.time:>11.6f} {m.frame:>6} {m.conversation:>5}  {route:<45} {message_line(m)}")
+        out.append(f"  {m.number:>5} {m.time:>11.6f} {m.frame:>6} {m.conversation:>5}  {route:<45} "
+                   f"{m.tcp_flags:<11} {message_line(m)}")
     if len(a.messages) > limit:
         out.append(f"  ... {len(a.messages) - limit} more messages: see the JSON file, or use --all")
     if not a.messages:
@@ -198,11 +236,13 @@ def to_dict(a: Analysis) -> dict:
             "client": {"ip": c.client[0], "port": c.client[1]},
             "server": {"ip": c.server[0], "port": c.server[1], "role": role_of(c, False)},
             "client_id": c.client_name or None,
+            "client_role": list(c.client_sides),  # MQTT: publisher and/or subscriber, from what it sent and got
             "packets": {"client_to_server": cd.packets, "server_to_client": sd.packets},
             "wire_bytes": {"client_to_server": cd.wire_bytes, "server_to_client": sd.wire_bytes},
             "payload_bytes": {"client_to_server": len(c.cs.data), "server_to_client": len(c.sc.data)},
             "start": conn.first_time, "end": conn.last_time, "duration": conn.last_time - conn.first_time,
-            "handshake": c.handshake(), "teardown": c.teardown(), "messages": len(c.messages), "notes": c.notes,
+            "handshake": c.handshake(), "teardown": c.teardown(), "closed_first": c.closed_first(),
+            "messages": len(c.messages), "notes": c.notes, "segments": c.segments(),
         })
     return {
         "capture": {"file": str(cap.path), "format": cap.file_format, "link_types": cap.link_types,
@@ -211,6 +251,7 @@ def to_dict(a: Analysis) -> dict:
         "warnings": a.warnings,
         "hosts": [{"ip": h.ip, "role": h.kind, "roles": h.roles, "conversations": h.conversations} for h in a.hosts],
         "conversations": convs,
+        "arp": a.arp(),
         "messages": a.messages,  # dataclasses: orjson writes their public fields
         "latency": a.latency_stats(),
         "totals": a.totals(),
@@ -305,29 +346,26 @@ def _diagram_events(a: Analysis, limit: int) -> tuple[list[dict], int]:
 
 
 def _tcp_events(c: Conversation) -> list[dict]:
-    events = []
     h = c.handshake()
-    if h and h["syn"] is not None:
-        events.append({"time": h["syn"], "conv": c.index, "from_client": True, "text": "SYN", "tcp": True})
-        if h["syn_ack"] is not None:
-            events.append({"time": h["syn_ack"], "conv": c.index, "from_client": False, "text": "SYN, ACK",
-                           "tcp": True})
-        if h["ack"] is not None:
-            events.append({"time": h["ack"], "conv": c.index, "from_client": True, "text": "ACK", "tcp": True})
     td = c.teardown()
+    marks = []  # (time, frame, from the client?, what the frame is if its flags are unknown)
+    if h and h["syn"] is not None:
+        marks.append((h["syn"], h["syn_frame"], True, "SYN"))
+        if h["syn_ack"] is not None:
+            marks.append((h["syn_ack"], h["syn_ack_frame"], False, "SYN-ACK"))
+        if h["ack"] is not None:
+            marks.append((h["ack"], h["ack_frame"], True, "ACK"))
     if td["kind"] == "reset":
-        events.append({"time": td["time"], "conv": c.index, "from_client": td["by"] == "client", "text": "RST",
-                       "tcp": True})
+        marks.append((td["time"], td["frame"], td["by"] == "client", "RST"))
     elif td["kind"] == "fin":
         first = td["initiator"] == "client"
-        events.append({"time": td["first_fin"], "conv": c.index, "from_client": first, "text": "FIN", "tcp": True})
+        marks.append((td["first_fin"], td["first_fin_frame"], first, "FIN"))
         if "second_fin" in td:
-            events.append({"time": td["second_fin"], "conv": c.index, "from_client": not first, "text": "FIN",
-                           "tcp": True})
+            marks.append((td["second_fin"], td["second_fin_frame"], not first, "FIN"))
         if "last_ack" in td:
-            events.append({"time": td["last_ack"], "conv": c.index, "from_client": first, "text": "ACK",
-                           "tcp": True})
-    return events
+            marks.append((td["last_ack"], td["last_ack_frame"], first, "ACK"))
+    return [{"time": t, "conv": c.index, "from_client": from_client, "text": c.flags_of(frame) or what, "tcp": True}
+            for t, frame, from_client, what in marks]
 
 
 _MERMAID_ENTITIES = {"#": "#35;", ";": "#59;", "<": "#lt;", ">": "#gt;", '"': "#quot;"}
@@ -382,20 +420,28 @@ def markdown(a: Analysis, png_name: str | None = None, max_messages: int = MAX_L
     out += ["", "### Handshakes and teardowns", ""]
     for c in a.conversations[:MAX_LISTED_CONVERSATIONS]:
         out.append(f"- **#{c.index}** handshake: {handshake_text(c)}; teardown: {teardown_text(c)}")
+        out.append(f"  - segments (frame, TCP flags, sender, payload): {segments_text(c)}")
         for note in c.notes:
             out.append(f"  - note: {note}")
+    out += ["", "### ARP", ""]
+    if a.arp():
+        out += ["| frame | time (s) | op | who asks / answers |", "| --- | --- | --- | --- |"]
+        out += [f"| {row['frame']} | {row['time']:.6f} | {row['op']} | {_md_escape(arp_text(row))} |"
+                for row in a.arp()[:MAX_LISTED_ARP]]
+    else:
+        out.append("None (on loopback there is no ARP).")
     out += ["", "## The exchange", "", "```mermaid", mermaid(a).rstrip("\n"), "```", ""]
     if png_name:
         out += [f"![Ladder diagram]({png_name})", ""]
-    out += ["## Messages", "", "| # | time (s) | frame | conv | from → to | message |",
-            "| --- | --- | --- | --- | --- | --- |"]
+    out += ["## Messages", "", "| # | time (s) | frame | conv | from → to | TCP flags | message |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
     convs = {c.index: c for c in a.conversations}
     limit = len(a.messages) if max_messages <= 0 else max_messages
     for m in a.messages[:limit]:
         conv = convs[m.conversation]
         src, dst = (conv.client, conv.server) if m.from_client else (conv.server, conv.client)
         out.append(f"| {m.number} | {m.time:.6f} | {m.frame} | {m.conversation} | {endpoint(src)} → {endpoint(dst)} | "
-                   f"{_md_escape(message_line(m))} |")
+                   f"{m.tcp_flags} | {_md_escape(message_line(m))} |")
     if len(a.messages) > limit:
         out.append(f"\n... {len(a.messages) - limit} more messages in the JSON file.")
     out += ["", "## Latency", "", "| what | count | min | median | p99 | max |",
