@@ -1,4 +1,5 @@
-"""REST demo: the calculator under gunicorn, its client, curl, and the app in-process."""
+"""REST demo: the app in-process (Flask test client), the real server under gunicorn, its client, curl,
+the limits, stopping, SERVER_LOG, the gunicorn command line and the folder copied alone."""
 
 from __future__ import annotations
 
@@ -6,49 +7,50 @@ import http.client
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import socket
+import stat
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from conftest import free_port
-from test_wsgi import ESTABLISHED, children, socket_inodes, tcp_sockets
+from helpers import accepted_client_ports, children, script_constant
 
-from labkit.procs import REPO, Proc, script
+from labkit.procs import REPO, Proc, free_port, python_env
 
-
-def load_rest_module(name: str):
-    """rest/<name>.py as a module (rest/ is not a package; soap/ has a server.py too)."""
-    spec = importlib.util.spec_from_file_location(f"rest_{name}", REPO / "rest" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-rest_server = load_rest_module("server")
-rest_client = load_rest_module("client")
-
-READY = r"REST server listening on"
+REST = REPO / "rest"
+READY = r"^REST server listening on"
+CONF = REST / "gunicorn.conf.py"
+HEADER_TIMEOUT_SECONDS = script_constant(CONF, "HEADER_TIMEOUT_SECONDS")
+MAX_REQUEST_LINE_BYTES = script_constant(CONF, "MAX_REQUEST_LINE_BYTES")
+MAX_HEADER_FIELDS = script_constant(CONF, "MAX_HEADER_FIELDS")
+MAX_HEADER_FIELD_BYTES = script_constant(CONF, "MAX_HEADER_FIELD_BYTES")
+WORKERS = script_constant(CONF, "WORKERS")
+MAX_CONNECTIONS_PER_WORKER = script_constant(CONF, "MAX_CONNECTIONS_PER_WORKER")
+MAX_QUERY_BYTES = script_constant(REST / "server.py", "MAX_QUERY_BYTES")
+CONNECT_TIMEOUT_SECONDS = script_constant(REST / "client.py", "CONNECT_TIMEOUT_SECONDS")
+READ_TIMEOUT_SECONDS = script_constant(REST / "client.py", "READ_TIMEOUT_SECONDS")
 
 
 def server_argv(port: int) -> list[str]:
-    return script("rest", "server.py", "--host", "127.0.0.1", "--port", str(port))
+    return [sys.executable, "server.py", "--host", "127.0.0.1", "--port", str(port)]
 
 
-def start_server(port: int, spawn) -> Proc:
-    proc = spawn(server_argv(port), cwd=str(REPO / "rest"))
+def start_server(spawn, port: int, **kw) -> Proc:
+    proc = spawn(server_argv(port), cwd=str(REST), **kw)
     proc.wait_for(READY, timeout=20)
     return proc
 
 
 @pytest.fixture(scope="module")
 def server():
-    """One real gunicorn server for the read-only tests of this module."""
+    """One real server for the read-only tests of this module."""
     port = free_port()
-    proc = Proc(server_argv(port), cwd=str(REPO / "rest"))
+    proc = Proc(server_argv(port), cwd=str(REST))
     try:
         proc.wait_for(READY, timeout=20)
         yield proc, port
@@ -76,36 +78,28 @@ def assert_json_error(response: requests.Response, status: int, *needles: str) -
     return body["error"]
 
 
-def raw_exchange(port: int, data: bytes, timeout: float = 5.0) -> bytes:
-    """Send raw bytes, read until the server closes (or `timeout`)."""
+def raw_exchange(port: int, data: bytes, timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
+    """Send raw bytes, read until the server closes: (status, headers, body)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(data)
         chunks = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                chunk = s.recv(65536)
-            except TimeoutError:
-                break
-            if not chunk:
-                break
+        while chunk := s.recv(65536):
             chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def split_http(raw: bytes) -> tuple[int, dict[str, str], bytes]:
-    head, _, body = raw.partition(b"\r\n\r\n")
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
     headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
-    return status, headers, body
+    return int(lines[0].split()[1]), headers, body
 
 
 # --- the app in-process (Flask test client, no server, no port) ---
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def client():
-    return rest_server.create_app({"TESTING": True}).test_client()
+    spec = importlib.util.spec_from_file_location("rest_server", REST / "server.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.app.testing = True
+    return module.app.test_client()
 
 
 def test_in_process_add_answers_result_json(client):
@@ -128,9 +122,8 @@ def test_in_process_errors_are_json(client, query, status, needle):
 
 
 def test_in_process_query_over_max_query_bytes_is_414_json(client):
-    limit = rest_server.MAX_QUERY_BYTES
-    assert client.get("/add?a=" + "1" * (limit - 10) + "&b=1").status_code == 400  # fits: too large a number
-    response = client.get("/add?a=" + "1" * limit + "&b=1")
+    assert client.get("/add?a=" + "1" * (MAX_QUERY_BYTES - 10) + "&b=1").status_code == 400  # fits: too large
+    response = client.get("/add?a=" + "1" * MAX_QUERY_BYTES + "&b=1")
     assert response.status_code == 414 and "too long" in response.get_json()["error"]
 
 
@@ -215,118 +208,6 @@ def test_curl_gets_the_result_and_the_error_as_json(base_url):
     assert status_line == "400 application/json"
 
 
-# --- limits (rest/README.md "Limits") ---
-
-def test_query_over_max_query_bytes_is_414_json(base_url):
-    limit = rest_server.MAX_QUERY_BYTES
-    assert_json_error(get(base_url, "/add?a=" + "1" * limit + "&b=1"), 414, str(limit))
-
-
-def test_request_line_over_max_request_line_bytes_is_414_json(server):
-    _, port = server
-    target = "/add?a=1&b=1&pad=" + "x" * rest_server.MAX_REQUEST_LINE_BYTES
-    status, headers, body = split_http(raw_exchange(port, f"GET {target} HTTP/1.1\r\nHost: t\r\n\r\n".encode()))
-    assert status == 414 and headers["content-type"] == "application/json"
-    assert "too large" in json.loads(body)["error"]
-
-
-def test_too_many_header_fields_is_431_json(server):
-    _, port = server
-    fields = "".join(f"X-Field-{i}: {i}\r\n" for i in range(rest_server.MAX_HEADER_FIELDS + 1))
-    status, headers, body = split_http(raw_exchange(port, f"GET /add?a=1&b=1 HTTP/1.1\r\n{fields}\r\n".encode()))
-    assert status == 431 and headers["content-type"] == "application/json"
-    assert "error" in json.loads(body)
-
-
-def test_header_field_over_max_header_field_bytes_is_431_json(server):
-    _, port = server
-    big = "X-Big: " + "y" * rest_server.MAX_HEADER_FIELD_BYTES
-    status, headers, body = split_http(raw_exchange(port, f"GET /add?a=1&b=1 HTTP/1.1\r\n{big}\r\n\r\n".encode()))
-    assert status == 431 and headers["content-type"] == "application/json"
-    assert "error" in json.loads(body)
-
-
-def test_malformed_request_is_400_json_and_server_keeps_serving(server, base_url):
-    _, port = server
-    status, headers, body = split_http(raw_exchange(port, b"NONSENSE\r\n\r\n"))
-    assert status == 400 and headers["content-type"] == "application/json"
-    assert "error" in json.loads(body)
-    assert get(base_url, "/add?a=1&b=1").json() == {"result": 2.0}
-
-
-def test_idle_keepalive_connection_is_closed_after_idle_timeout(server):
-    _, port = server
-    idle = rest_server.IDLE_TIMEOUT_SECONDS
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=idle + 10)
-    try:
-        conn.request("GET", "/add?a=1&b=1")
-        response = conn.getresponse()
-        assert response.status == 200 and response.read() == b'{"result": 2.0}\n'
-        assert response.getheader("Connection", "keep-alive").lower() == "keep-alive"
-        started = time.monotonic()
-        after = conn.sock.recv(1)  # blocks until the server closes the idle connection
-        waited = time.monotonic() - started
-    finally:
-        conn.close()
-    assert after == b""
-    assert idle / 2 <= waited <= idle + 8, waited
-
-
-def silent_connections(port: int, count: int) -> list[socket.socket]:
-    """`count` clients that connect and never send a byte."""
-    return [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(count)]
-
-
-def timed_add(port: int, timeout: float) -> tuple[float, float]:
-    started = time.monotonic()
-    response = requests.get(f"http://127.0.0.1:{port}/add?a=1&b=2", timeout=timeout)
-    return response.json()["result"], time.monotonic() - started
-
-
-def test_200_silent_clients_do_not_stall_a_well_behaved_one(spawn, port):
-    start_server(port, spawn)
-    assert rest_server.WORKERS * rest_server.MAX_CONNECTIONS_PER_WORKER > 200  # below the connection limit
-    silent = silent_connections(port, 200)
-    try:
-        result, took = timed_add(port, timeout=10)
-    finally:
-        for s in silent:
-            s.close()
-    assert result == 3.0
-    assert took < 1.0, f"answered after {took:.2f} s"
-
-
-def held_by_workers(proc: Proc, port: int, clients: list[socket.socket]) -> list[socket.socket]:
-    """The clients whose connection a worker has accepted (the others wait in a listen backlog)."""
-    by_port = {s.getsockname()[1]: s for s in clients}
-    inodes = set().union(*(socket_inodes(pid) for pid in children(proc.pid)))
-    return [by_port[remote] for state, remote, inode in tcp_sockets(port)
-            if state == ESTABLISHED and remote in by_port and inode in inodes]
-
-
-def test_beyond_max_connections_a_client_waits_until_idle_ones_are_closed(spawn, port):
-    """Each worker listens on its own socket and the kernel assigns every new connection to one of them by a
-    hash of its addresses: a newcomer waits in its worker's backlog once that worker holds its limit. Sent
-    100 more than WORKERS x the limit, every worker is full (one gets fewer than its 200 of 500 once in
-    100,000 runs), whichever the newcomer is assigned to."""
-    proc = start_server(port, spawn)
-    limit = rest_server.WORKERS * rest_server.MAX_CONNECTIONS_PER_WORKER
-    silent = silent_connections(port, limit + 100)
-    try:
-        deadline = time.monotonic() + 10
-        while len(held := held_by_workers(proc, port, silent)) < limit and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert len(held) == limit, "each worker holds MAX_CONNECTIONS_PER_WORKER, no more"
-        result, took = timed_add(port, timeout=rest_server.IDLE_TIMEOUT_SECONDS + 15)
-        closed_by_server = sum(1 for s in held if s.recv(1) == b"")  # each was closed, none answered
-    finally:
-        for s in silent:
-            s.close()
-    assert result == 3.0
-    assert took >= rest_server.IDLE_TIMEOUT_SECONDS / 2, f"answered after {took:.2f} s: the limit was not reached"
-    assert closed_by_server == limit
-
-
 def test_20_concurrent_requests_all_answered(base_url):
     def add(i: int) -> float:
         return get(base_url, f"/add?a={i}&b=1000").json()["result"]
@@ -344,13 +225,91 @@ def test_each_request_is_logged_on_one_line(server, base_url):
     assert proc.count(rf"GET /sub\?{marker}") == 1
 
 
+# --- limits (rest/README.md "Limits") ---
+
+def test_query_over_max_query_bytes_is_414_json(base_url):
+    assert_json_error(get(base_url, "/add?a=" + "1" * MAX_QUERY_BYTES + "&b=1"), 414, str(MAX_QUERY_BYTES))
+
+
+# Requests gunicorn itself refuses, before the app sees them, get gunicorn's own small HTML page (rest/README.md).
+GUNICORN_REFUSES = {
+    "request line over MAX_REQUEST_LINE_BYTES": (
+        f"GET /add?a=1&b=1&pad={'x' * MAX_REQUEST_LINE_BYTES} HTTP/1.1\r\nHost: t\r\n\r\n", 414),
+    "more than MAX_HEADER_FIELDS header fields": (
+        "GET /add?a=1&b=1 HTTP/1.1\r\n" + "".join(f"X-F-{i}: {i}\r\n" for i in range(MAX_HEADER_FIELDS + 1)) + "\r\n",
+        431),
+    "header field over MAX_HEADER_FIELD_BYTES": (
+        f"GET /add?a=1&b=1 HTTP/1.1\r\nX-Big: {'y' * MAX_HEADER_FIELD_BYTES}\r\n\r\n", 431),
+    "garbage request line": ("NONSENSE\r\n\r\n", 400),
+}
+
+
+@pytest.mark.parametrize("case", list(GUNICORN_REFUSES))
+def test_requests_gunicorn_refuses_get_its_html_page_and_the_server_keeps_serving(server, base_url, case):
+    request_text, expected = GUNICORN_REFUSES[case]
+    status, headers, body = raw_exchange(server[1], request_text.encode())
+    assert status == expected, body
+    assert headers["content-type"] == "text/html" and headers["connection"] == "close"
+    assert b"Traceback" not in body
+    assert get(base_url, "/add?a=1&b=1").json() == {"result": 2.0}
+
+
+def test_idle_keepalive_connection_is_closed_after_the_header_timeout(server):
+    conn = http.client.HTTPConnection("127.0.0.1", server[1], timeout=HEADER_TIMEOUT_SECONDS + 10)
+    try:
+        conn.request("GET", "/add?a=1&b=1")
+        response = conn.getresponse()
+        assert response.status == 200 and json.loads(response.read()) == {"result": 2.0}
+        assert not response.will_close
+        started = time.monotonic()
+        after = conn.sock.recv(1)  # blocks until the server closes the idle connection
+        waited = time.monotonic() - started
+    finally:
+        conn.close()
+    assert after == b""
+    assert HEADER_TIMEOUT_SECONDS / 2 <= waited <= HEADER_TIMEOUT_SECONDS + 8, waited
+
+
+def silent_connections(port: int, count: int) -> list[socket.socket]:
+    """`count` clients that connect and never send a byte."""
+    return [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(count)]
+
+
+def timed_add(port: int, timeout: float) -> tuple[float, float]:
+    started = time.monotonic()
+    response = requests.get(f"http://127.0.0.1:{port}/add?a=1&b=2", timeout=timeout)
+    return response.json()["result"], time.monotonic() - started
+
+
+def test_beyond_max_connections_a_client_waits_until_silent_ones_are_dropped(spawn, port):
+    """Both workers accept from one listening socket; a worker holding MAX_CONNECTIONS_PER_WORKER stops
+    accepting. With 100 more silent clients than both can hold, a newcomer waits in the listen queue until
+    the header timeout drops silent ones."""
+    proc = start_server(spawn, port)
+    limit = WORKERS * MAX_CONNECTIONS_PER_WORKER
+    silent = silent_connections(port, limit + 100)
+    try:
+        deadline = time.monotonic() + 10
+        while len(held := accepted_client_ports(children(proc.pid), port)) < limit and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(held) == limit, "each worker holds MAX_CONNECTIONS_PER_WORKER, no more"
+        result, took = timed_add(port, timeout=HEADER_TIMEOUT_SECONDS + 15)
+        held_sockets = [s for s in silent if s.getsockname()[1] in held]
+        closed_by_server = sum(1 for s in held_sockets if s.recv(1) == b"")  # each was closed, none answered
+    finally:
+        for s in silent:
+            s.close()
+    assert result == 3.0
+    assert took >= HEADER_TIMEOUT_SECONDS / 2, f"answered after {took:.2f} s: the limit was not reached"
+    assert closed_by_server == limit
+
+
 # --- the client ---
 
 def run_client(port: int, *args: str) -> tuple[int, list[str]]:
-    proc = Proc(script("rest", "client.py", "--host", "127.0.0.1", "--port", str(port), *args),
-                cwd=str(REPO / "rest"))
+    proc = Proc([sys.executable, "client.py", "--host", "127.0.0.1", "--port", str(port), *args], cwd=str(REST))
     try:
-        code = proc.wait(timeout=20)
+        code = proc.wait(timeout=30)
     finally:
         proc.stop()
     return code, proc.lines
@@ -368,22 +327,23 @@ def test_client_all_prints_the_four_operations(server):
                      "div(2.0,3.0) = 0.6666666666666666"]
 
 
-def test_client_single_operation_prints_one_line(server):
-    assert run_client(server[1], "--op", "sub", "-a", "10", "-b", "4.5") == (0, ["sub(10.0,4.5) = 5.5"])
+def test_client_single_operation_repeated_over_one_connection(server):
+    proc, port = server
+    assert run_client(port, "--op", "sub", "-a", "10", "-b", "4.5", "--repeat", "3") == (0, ["sub(10.0,4.5) = 5.5"] * 3)
+    proc.wait_for_count(r'"GET /sub\?a=10\.0&b=4\.5 ', 3, timeout=5)
+    client_ports = {line.split('"')[0].rsplit(":", 1)[1] for line in proc.lines if "GET /sub?a=10.0&b=4.5 " in line}
+    assert len(client_ports) == 1, "the three calls should share one keep-alive connection"
 
 
 def test_client_div_by_zero_prints_the_server_error_and_exits_nonzero(server):
     code, lines = run_client(server[1], "--op", "div", "-a", "2", "-b", "0")
-    assert code != 0
-    assert lines == ["div(2.0,0.0) -> error: Division by zero"]
+    assert (code, lines) == (1, ["div(2.0,0.0) -> error: Division by zero"])
 
 
 def test_client_against_a_down_server_prints_one_line_and_exits_nonzero(port):
     code, lines = run_client(port, "--op", "add", "-a", "1", "-b", "2")
     assert code != 0
-    assert len(lines) == 1, lines
-    assert "cannot reach the REST server" in lines[0] and f"127.0.0.1:{port}" in lines[0]
-    assert "Traceback" not in lines[0]
+    assert lines == [f"error: cannot reach the REST server at 127.0.0.1:{port}: Connection refused"]
 
 
 def test_client_gives_up_connecting_after_its_connect_timeout(port):
@@ -407,51 +367,116 @@ def test_client_gives_up_connecting_after_its_connect_timeout(port):
             for s in queued:
                 s.close()
     assert code != 0 and len(lines) == 1, lines
-    assert f"no answer within {rest_client.CONNECT_TIMEOUT_SECONDS} s" in lines[0], lines
-    assert took >= rest_client.CONNECT_TIMEOUT_SECONDS
+    assert f"no answer within {CONNECT_TIMEOUT_SECONDS} s" in lines[0], lines
+    assert took >= CONNECT_TIMEOUT_SECONDS
 
 
-def test_client_gives_up_waiting_for_an_answer_after_its_read_timeout(port):
+def test_client_gives_up_waiting_for_an_answer_after_its_timeout(port):
     with socket.socket() as mute:  # accepts (the kernel does), never answers
         mute.bind(("127.0.0.1", port))
         mute.listen()
-        code, lines = run_client(port, "--op", "mul", "-a", "1", "-b", "2")
+        code, lines = run_client(port, "--op", "mul", "-a", "1", "-b", "2", "--timeout", "0.5")
     assert code != 0
-    assert lines == [f"mul(1.0,2.0) -> error: no answer within {rest_client.READ_TIMEOUT_SECONDS} s"]
+    assert lines == ["mul(1.0,2.0) -> error: no answer within 0.5 s"]
+    assert f"default: {READ_TIMEOUT_SECONDS}" in subprocess.run(
+        [sys.executable, "client.py", "--help"], cwd=REST, capture_output=True, text=True, timeout=30).stdout
 
 
-# --- lifecycle: ready line, stop, port taken ---
+# --- lifecycle: ready line, stop, port taken, SERVER_LOG ---
 
 def test_ready_line_names_the_address(spawn, port):
-    proc = start_server(port, spawn)
+    proc = start_server(spawn, port)
     assert proc.count(rf"^REST server listening on 127\.0\.0\.1:{port}\b") == 1
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl+C"])
-def test_stops_within_a_second_without_traceback_even_with_open_connections(spawn, port, sig):
-    proc = start_server(port, spawn)
-    session = requests.Session()  # keeps its connection alive, as a browser would
-    assert session.get(f"http://127.0.0.1:{port}/add?a=1&b=2", timeout=5).status_code == 200
+def open_clients(port: int) -> list[socket.socket]:
+    """A kept-alive connection after one answered request, a silent one and a half-sent request."""
+    kept_alive = socket.create_connection(("127.0.0.1", port), timeout=5)
+    kept_alive.sendall(b"GET /add?a=1&b=2 HTTP/1.1\r\nHost: lab\r\n\r\n")
+    assert kept_alive.recv(65536).startswith(b"HTTP/1.1 200 OK")
+    half = socket.create_connection(("127.0.0.1", port), timeout=5)
+    half.sendall(b"GET /add?a=1&b=2 HTTP/1.1\r\nHost: lab\r\n")  # the blank line that ends the head never comes
+    return [kept_alive, socket.create_connection(("127.0.0.1", port), timeout=5), half]
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "Ctrl+C", "Ctrl+C twice"])
+def test_stops_within_a_second_without_traceback_even_with_open_connections(spawn, port, how):
+    proc = start_server(spawn, port)
+    clients = open_clients(port)
+    workers = children(proc.pid)
     started = time.monotonic()
-    if sig == signal.SIGINT:
-        os.killpg(proc.pid, sig)  # Ctrl+C in a terminal reaches the whole process group: master and workers
-    else:
-        proc.signal(sig)  # docker stop / kill: the master only
+    if how == "SIGTERM":
+        proc.signal(signal.SIGTERM)  # docker stop / kill: the master only
+    else:  # Ctrl+C in a terminal reaches the whole process group: master and workers
+        os.killpg(proc.pid, signal.SIGINT)
+        if how == "Ctrl+C twice":
+            time.sleep(0.05)
+            os.killpg(proc.pid, signal.SIGINT)
     proc.popen.wait(timeout=10)
-    assert time.monotonic() - started < 1.0
-    session.close()
-    assert "Traceback" not in proc.output
-    assert "[ERROR]" not in proc.output and "[CRITICAL]" not in proc.output
+    took = time.monotonic() - started
+    for s in clients:
+        s.close()
+    assert took < 1.0, f"took {took:.2f} s:\n{proc.output}"
+    assert proc.popen.returncode == 0, proc.output
+    for bad in ("Traceback", "[ERROR]", "[CRITICAL]", "SIGKILL"):
+        assert bad not in proc.output, proc.output
+    assert all(not os.path.exists(f"/proc/{w}") for w in workers), "a worker outlived its master"
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{port}/add?a=1&b=2", timeout=2)
 
 
-def test_port_already_taken_gives_one_clear_line(spawn, port):
+def test_port_already_taken_gives_one_clear_line_and_exit_code_2(spawn, port):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", port))
         taken.listen()
-        proc = spawn.script("rest", "server.py", "--host", "127.0.0.1", "--port", str(port))
+        proc = spawn(server_argv(port), cwd=str(REST))
         code = proc.wait(timeout=15)
-    assert code != 0
-    assert len(proc.lines) == 1, proc.lines
-    assert f"port {port}" in proc.lines[0] and "already in use" in proc.lines[0]
+    assert code == 2
+    assert proc.lines == [f"error: port {port} on 127.0.0.1 is already in use: stop the other REST server "
+                          "(or choose another with --port)"]
+
+
+def test_with_server_log_every_line_is_appended_there_and_a_second_copy_follows_it(spawn, port, tmp_path):
+    log = tmp_path / "server.log"
+    env = python_env({"SERVER_LOG": str(log)})
+    server = start_server(spawn, port, env=env)
+    assert stat.S_IMODE(log.stat().st_mode) & 0o444 == 0o444, "readable by all"
+    follower = spawn(server_argv(port), cwd=str(REST), env=env)
+    follower.wait_for("^Following", timeout=20)
+    assert follower.lines[0] == (f"Following the REST server already running in this container (port {port}): "
+                                 "its output from now on. Ctrl+C to stop.")
+    get(f"http://127.0.0.1:{port}", "/mul?a=6&b=7")
+    follower.wait_for(r'"GET /mul\?a=6&b=7 HTTP/1.1" 200', timeout=5)
+    server.wait_for(r'"GET /mul\?a=6&b=7 HTTP/1.1" 200', timeout=5)
+    assert not any("listening on" in line for line in follower.lines), "only what comes after it started"
+    assert log.read_text().splitlines()[0].startswith(f"REST server listening on 127.0.0.1:{port}")
+    started = time.monotonic()
+    follower.signal(signal.SIGTERM)
+    assert follower.popen.wait(timeout=5) == 0 and time.monotonic() - started < 1.0
+    assert "Traceback" not in follower.output
+
+
+def test_gunicorn_command_line_in_the_folder_serves_the_same_app(spawn, port):
+    """What the Docker image runs: `gunicorn -c gunicorn.conf.py server:app`, from the folder, no PYTHONPATH."""
+    env = {k: v for k, v in python_env().items() if k != "PYTHONPATH"}
+    argv = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "-b", f"127.0.0.1:{port}", "server:app"]
+    proc = spawn(argv, cwd=str(REST), env=env)
+    proc.wait_for(rf"^REST server listening on 127\.0\.0\.1:{port}", timeout=20)
+    assert get(f"http://127.0.0.1:{port}", "/div?a=1&b=4").json() == {"result": 0.25}
+    proc.wait_for(r'"GET /div\?a=1&b=4 HTTP/1.1" 200', timeout=5)
+
+
+def test_the_folder_copied_alone_runs_server_and_client(spawn, tmp_path):
+    """rest/ copied to an empty directory, run there with the venv's Python, without PYTHONPATH."""
+    copy = tmp_path / "rest"
+    shutil.copytree(REST, copy, ignore=shutil.ignore_patterns("__pycache__", "*.pcap*"))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONUNBUFFERED"] = "1"
+    port = free_port()
+    spawn([sys.executable, "server.py", "--host", "127.0.0.1", "--port", str(port)], cwd=str(copy), env=env
+          ).wait_for(READY, timeout=20)
+    client = subprocess.run([sys.executable, "client.py", "--host", "127.0.0.1", "--port", str(port), "--op", "all",
+                             "-a", "2", "-b", "3"], cwd=copy, env=env, capture_output=True, text=True, timeout=30)
+    assert client.returncode == 0, client.stderr
+    assert client.stdout.splitlines() == ["add(2.0,3.0) = 5.0", "sub(2.0,3.0) = -1.0", "mul(2.0,3.0) = 6.0",
+                                          "div(2.0,3.0) = 0.6666666666666666"]

@@ -8,16 +8,17 @@ EXAMPLES per operation and mode, no shrinking database, well under a minute.
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import requests
 import schemathesis
-from conftest import free_port
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
-from labkit.procs import REPO, Proc, script
+from labkit.procs import REPO, Proc, free_port
 
 EXAMPLES = 40
 OPERATIONS = ("/add", "/sub", "/mul", "/div")
@@ -28,7 +29,7 @@ FUZZ_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None,
 @pytest.fixture(scope="module")
 def base_url():
     port = free_port()
-    proc = Proc(script("rest", "server.py", "--host", "127.0.0.1", "--port", str(port)), cwd=str(REPO / "rest"))
+    proc = Proc([sys.executable, "server.py", "--host", "127.0.0.1", "--port", str(port)], cwd=str(REPO / "rest"))
     try:
         proc.wait_for(r"REST server listening on", timeout=20)
         yield f"http://127.0.0.1:{port}"
