@@ -50,8 +50,8 @@ def reading(topic: str) -> str:
 
 def on_connect(_client, userdata, _flags, reason_code, _properties):
     """The broker answered our CONNECT: at start, and after each reconnect paho makes by itself."""
-    if reason_code.is_failure:
-        userdata["refused"] = f"the broker refused the connection: {reason_code}"
+    if reason_code.is_failure:  # e.g. "Not authorized" (allow_anonymous false); paho tries again
+        say(f"Connection refused by the MQTT broker {userdata['broker']}: {reason_code}")
         return
     say(f"{'Reconnected' if userdata['connected'].is_set() else 'Connected'} to MQTT broker {userdata['broker']}")
     userdata["connected"].set()
@@ -68,44 +68,25 @@ def on_publish(_client, userdata, mid, _reason_code, _properties):
 
 
 def connect(client: mqtt.Client, host: str, port: int, wait: float) -> None:
-    """Reach the broker, trying every second for up to `wait` seconds, then start paho's network thread."""
+    """Start paho's network thread: it connects (trying again and again), and reconnects whenever it must."""
     say(f"Connecting to {host}:{port}...")
-    deadline = time.monotonic() + wait
-    for attempt in itertools.count():
-        try:
-            client.connect(host, port)  # TCP, then CONNECT (keep-alive 60 s); the CONNACK comes to on_connect
-            break
-        except OSError as e:
-            reason = e.strerror or str(e)
-        if time.monotonic() >= deadline:
-            give_up(host, port, f"{reason}; tried for {wait:g} s")
-        if attempt == 0:
-            say(f"MQTT broker not reachable yet ({reason}); retrying for up to {wait:g} s")
-        time.sleep(1)
-    client.loop_start()  # paho's thread: reads, writes, keep-alive pings, reconnects
-    userdata = client.user_data_get()
-    if not userdata["connected"].wait(max(deadline - time.monotonic(), 1)):
-        give_up(host, port, userdata.get("refused", "no CONNACK from the broker"))
-
-
-def give_up(host: str, port: int, reason: str) -> None:
-    hint = " (running without Docker? add --host 127.0.0.1)" if host == BROKER else ""
-    sys.exit(f"error: cannot reach the MQTT broker at {host}:{port}: {reason}{hint}")
+    client.connect_async(host, port)  # TCP, then CONNECT (keep-alive 60 s); the broker's CONNACK goes to on_connect
+    client.loop_start()
+    if not client.user_data_get()["connected"].wait(wait):
+        hint = " (running without Docker? add --host 127.0.0.1)" if host == BROKER else ""
+        sys.exit(f"error: cannot reach the MQTT broker at {host}:{port} within {wait:g} s{hint}")
 
 
 def send(client: mqtt.Client, topic: str, payload: str, args, unconfirmed: dict[int, str]) -> None:
-    """Hand one message to paho; say at once what happens to it if it cannot go now."""
+    """Hand one message to paho, and say at once what happens to it if there is no connection."""
     shown = f"{payload} (Topic: {topic})"
     info = client.publish(topic, payload, qos=args.qos, retain=args.retain)
     if info.rc == mqtt.MQTT_ERR_NO_CONN and args.qos == 0:
         say(f"Not sent (no connection to the broker; QoS 0 is never kept for later): {shown}")
-    elif info.rc == mqtt.MQTT_ERR_NO_CONN:  # paho keeps QoS 1/2 messages and sends them after reconnecting
+        return
+    if info.rc == mqtt.MQTT_ERR_NO_CONN:  # paho keeps QoS 1/2 messages and sends them after reconnecting
         say(f"Queued until the broker is back (QoS {args.qos}): {shown}")
-        unconfirmed[info.mid] = shown
-    elif info.rc == mqtt.MQTT_ERR_SUCCESS:
-        unconfirmed[info.mid] = shown
-    else:
-        say(f"Not sent ({mqtt.error_string(info.rc)}): {shown}")
+    unconfirmed[info.mid] = shown
 
 
 def report_confirmed(confirmed: queue.Queue, unconfirmed: dict[int, str], until: float, all_of_them=False) -> None:
@@ -126,11 +107,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--topic", action="append", help=f"a topic to publish to; repeat it (default: {' '.join(TOPICS)})")
     p.add_argument("--message", default=MESSAGE, help="publish this text instead of readings")
     p.add_argument("--interval", type=float, default=INTERVAL, help=f"seconds between rounds (default: {INTERVAL:g})")
-    p.add_argument("--count", type=int, default=0,
-                   help="send this many rounds, wait until the broker has them all, exit (default: until Ctrl+C)")
+    p.add_argument("--count", type=int, default=0, help="send this many rounds, then exit (default: until Ctrl+C)")
     p.add_argument("--qos", type=int, choices=(0, 1, 2), default=QOS, help=f"quality of service (default: {QOS})")
-    p.add_argument("--retain", action=argparse.BooleanOptionalAction, default=RETAIN,
-                   help="the broker keeps the last message for later subscribers")
+    p.add_argument("--retain", action=argparse.BooleanOptionalAction, default=RETAIN, help="keep it for latecomers")
     p.add_argument("--client-id", default="", help="MQTT client id (default: none, the broker assigns one)")
     p.add_argument("--wait", type=float, default=WAIT, help=f"seconds to wait for the broker (default: {WAIT:g})")
     args = p.parse_args()

@@ -7,11 +7,9 @@ gets many publishers. on_connect subscribes, so after a broker restart paho reco
 from __future__ import annotations
 
 import argparse
-import itertools
 import signal
 import sys
 import threading
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -21,20 +19,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 # What to receive. Edit these, or override them with flags (python sub.py --help).
 TOPICS = ["sister/temp", "sister/humidity"]  # topic filters; wildcards: sister/# (all below), sister/+/gaming
 QOS = 0  # the highest QoS we accept; the broker sends min(publisher's, ours)
-LOG_FILE = Path(__file__).with_name("mqtt_messages.log")  # every message, with a timestamp, next to this script
+LOG_FILE = Path(__file__).with_name("mqtt_messages.log")  # each message with a timestamp, next to this script
 
 # Where the broker is.
 BROKER = "mqtt-broker"  # the compose service name; without Docker: --host 127.0.0.1
 PORT = 1883
 WAIT = 10.0  # s: how long to keep trying to reach the broker at start
-
-print_lock = threading.Lock()
-
-
-def say(line: str) -> None:
-    """Print one whole line: paho's network thread prints too (messages, reconnects)."""
-    with print_lock:
-        print(line, flush=True)
 
 
 def printable(payload: bytes) -> str:
@@ -45,12 +35,12 @@ def printable(payload: bytes) -> str:
 
 def on_connect(client, userdata, flags, reason_code, _properties):
     """Connected, or reconnected by paho: subscribe here, so a restarted broker gets our subscriptions back."""
-    if reason_code.is_failure:
-        userdata["refused"] = f"the broker refused the connection: {reason_code}"
+    if reason_code.is_failure:  # e.g. "Not authorized" (allow_anonymous false); paho tries again
+        print(f"Connection refused by the MQTT broker {userdata['broker']}: {reason_code}")
         return
     resumed = " (session resumed: messages kept for us follow)" if flags.session_present else ""
-    again = "Reconnected" if userdata["connected"].is_set() else "Connected"
-    say(f"{again} to MQTT broker {userdata['broker']}{resumed}")
+    print(f"{'Reconnected' if userdata['connected'].is_set() else 'Connected'} to MQTT broker {userdata['broker']}"
+          f"{resumed}")
     userdata["connected"].set()
     client.subscribe([(topic, userdata["qos"]) for topic in userdata["topics"]])
 
@@ -58,12 +48,12 @@ def on_connect(client, userdata, flags, reason_code, _properties):
 def on_subscribe(_client, userdata, _mid, reason_codes, _properties):
     """SUBACK: the broker's answer for each topic filter, in order (a code of 0x80 or more: refused)."""
     answers = zip(userdata["topics"], reason_codes, strict=False)
-    say("Subscribed to: " + ", ".join(f"{t} (refused: {code})" if code.is_failure else t for t, code in answers))
+    print("Subscribed to: " + ", ".join(f"{t} (refused: {code})" if code.is_failure else t for t, code in answers))
 
 
 def on_message(_client, userdata, msg):
     line = f"Received message: {printable(msg.payload)} (Topic: {msg.topic})"
-    say(line)
+    print(line)
     if userdata["log"]:
         try:
             userdata["log"].write(f"{datetime.now().isoformat(sep=' ', timespec='milliseconds')} {line}\n")
@@ -77,7 +67,7 @@ def on_message(_client, userdata, msg):
 
 def on_disconnect(_client, userdata, _flags, reason_code, _properties):
     if reason_code.is_failure:  # not our own DISCONNECT: paho reconnects after 1 s, then every 2 s
-        say(f"Lost the connection to the MQTT broker {userdata['broker']}; reconnecting...")
+        print(f"Lost the connection to the MQTT broker {userdata['broker']}; reconnecting...")
 
 
 def open_log(path: str):
@@ -89,34 +79,20 @@ def open_log(path: str):
 
 
 def warn_not_logging(path: str, e: OSError) -> None:
+    """The one warning when the log cannot be written: sub.py goes on, printing messages without logging them."""
     print(f"warning: cannot write {path}: {e.strerror or e}; not logging (choose another file with --log PATH)",
-          file=sys.stderr, flush=True)
+          file=sys.stderr)
 
 
 def connect(client: mqtt.Client, host: str, port: int, wait: float) -> None:
-    """Reach the broker, trying every second for up to `wait` seconds, then start paho's network thread."""
-    say(f"Connecting to {host}:{port}...")
-    deadline = time.monotonic() + wait
-    for attempt in itertools.count():
-        try:
-            client.connect(host, port)  # TCP, then CONNECT (keep-alive 60 s); the CONNACK comes to on_connect
-            break
-        except OSError as e:
-            reason = e.strerror or str(e)
-        if time.monotonic() >= deadline:
-            give_up(host, port, f"{reason}; tried for {wait:g} s")
-        if attempt == 0:
-            say(f"MQTT broker not reachable yet ({reason}); retrying for up to {wait:g} s")
-        time.sleep(1)
-    client.loop_start()  # paho's thread: reads, writes, keep-alive pings, reconnects
-    userdata = client.user_data_get()
-    if not userdata["connected"].wait(max(deadline - time.monotonic(), 1)):
-        give_up(host, port, userdata.get("refused", "no CONNACK from the broker"))
-
-
-def give_up(host: str, port: int, reason: str) -> None:
-    hint = " (running without Docker? add --host 127.0.0.1)" if host == BROKER else ""
-    sys.exit(f"error: cannot reach the MQTT broker at {host}:{port}: {reason}{hint}")
+    """Start paho's network thread: it connects (trying again and again), and reconnects whenever it must."""
+    print(f"Connecting to {host}:{port}...")
+    print("Waiting for messages... (press Ctrl+C to quit)")  # from here on only paho's thread prints, till the end
+    client.connect_async(host, port)  # TCP, then CONNECT (keep-alive 60 s); the broker's CONNACK goes to on_connect
+    client.loop_start()
+    if not client.user_data_get()["connected"].wait(wait):
+        hint = " (running without Docker? add --host 127.0.0.1)" if host == BROKER else ""
+        sys.exit(f"error: cannot reach the MQTT broker at {host}:{port} within {wait:g} s{hint}")
 
 
 def parse_args() -> argparse.Namespace:
@@ -129,17 +105,14 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--count", type=int, default=0, help="exit after this many messages (default: until Ctrl+C)")
     p.add_argument("--timeout", type=float, help="exit after this many seconds, saying how many messages came")
     p.add_argument("--client-id", default="", help="MQTT client id (default: none, the broker assigns one)")
-    p.add_argument("--persistent", action="store_true",
-                   help="the broker keeps our subscriptions and QoS 1/2 messages while we are away (needs --client-id)")
+    p.add_argument("--persistent", action="store_true", help="the broker keeps our session while we are away")
     p.add_argument("--wait", type=float, default=WAIT, help=f"seconds to wait for the broker (default: {WAIT:g})")
     args = p.parse_args()
     args.topic = [t for value in args.topic or TOPICS for t in value.split(",") if t]
-    for topic in args.topic:
+    for topic in args.topic:  # a wildcard stands for a whole level (sister/+/gaming), # only for the last (sister/#)
         levels = topic.split("/")
-        if any("#" in level for level in levels[:-1]) or "#" in levels[-1] and levels[-1] != "#":
-            p.error(f"invalid topic {topic!r}: '#' must be a whole level and the last one (sister/#)")
-        if any("+" in level and level != "+" for level in levels):
-            p.error(f"invalid topic {topic!r}: '+' must be a whole level (sister/+/gaming)")
+        if "#" in levels[:-1] or any(("+" in lv or "#" in lv) and lv not in ("+", "#") for lv in levels):
+            p.error(f"invalid topic {topic!r}: + and # must be whole levels, # the last one")
     if args.persistent and not args.client_id:
         p.error("--persistent needs --client-id: the broker keeps the session under that name")
     if args.count < 0 or (args.timeout or 1) <= 0 or args.wait <= 0 or not 0 < args.port < 65536:
@@ -158,7 +131,6 @@ def main() -> int:
     client.reconnect_delay_set(min_delay=1, max_delay=2)
     try:
         connect(client, args.host, args.port, args.wait)
-        say("Waiting for messages... (press Ctrl+C to quit)")
         finished = userdata["done"].wait(args.timeout)
     finally:
         if client.is_connected():
@@ -166,8 +138,8 @@ def main() -> int:
             client.loop_stop()
     if not finished:
         n = userdata["received"]
-        say(f"{f'Received {n} message' + 's' * (n > 1) if n else 'No messages received'} "
-            f"on {', '.join(args.topic)} in {args.timeout:g}s")
+        print(f"{f'Received {n} message' + 's' * (n > 1) if n else 'No messages received'} "
+              f"on {', '.join(args.topic)} in {args.timeout:g}s")
         return 1 if args.count else 0
     return 0
 
