@@ -1,8 +1,8 @@
 """REST and SOAP under load: wrk (keep-alive connections, C, its own latency histogram) against two servers.
 
-Each protocol's application object is the same on both sides (create_app() of rest/server.py or
-soap/server.py); only the server differs: the original course repo's (Flask's development server,
-wsgiref) or ours (gunicorn, as the scripts configure it).
+Each protocol's application is the same on both sides (rest/server.py's Flask app, soap/server.py's
+spyne app); only the server differs: the original course repo's (Flask's development server, wsgiref)
+or ours (gunicorn, as the folder's gunicorn.conf.py configures it). Both run as programs.
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ class HttpCase:
     path: str  # what wrk requests
     expect: str  # a piece of the right answer, checked once before the load
     baseline_name: str
-    baseline_module: str
+    baseline_argv: tuple[str, ...]  # after `python`
+    baseline_cwd: str  # a folder of the repo, "" for the repo itself
     baseline_ready: str
     ours_name: str
     ours_script: tuple[str, str]
@@ -57,13 +58,16 @@ class HttpCase:
 
 CASES = {
     "rest": HttpCase(
-        protocol="rest", path="/add?a=2&b=3", expect='"result": 5.0',
-        baseline_name="Flask dev server", baseline_module="labkit.bench.baselines.flask_dev",
+        protocol="rest", path="/add?a=2&b=3", expect='"result":5.0',
+        # Flask's own command line serves rest/server.py's app on its development server (Werkzeug, a thread
+        # per connection, one process), as the original course repo's app.run() did; debugger off.
+        baseline_name="Flask dev server", baseline_cwd="rest",
+        baseline_argv=("-m", "flask", "--app", "server:app", "run", "--with-threads", "--no-reload", "--no-debugger"),
         baseline_ready=r"Running on http", ours_name="gunicorn (rest/server.py)", ours_script=("rest", "server.py"),
         ours_ready=r"REST server listening on"),
     "soap": HttpCase(
         protocol="soap", path="/", expect="<tns:addResult>5</tns:addResult>",
-        baseline_name="wsgiref", baseline_module="labkit.bench.baselines.wsgiref_soap",
+        baseline_name="wsgiref", baseline_argv=("-m", "labkit.bench.baselines.wsgiref_soap"), baseline_cwd="",
         baseline_ready=r"listening on", ours_name="gunicorn (soap/server.py)", ours_script=("soap", "server.py"),
         ours_ready=r"SOAP server listening on", body=SOAP_ADD_ENVELOPE, content_type="text/xml; charset=utf-8"),
 }
@@ -108,9 +112,9 @@ def run(protocol: str, settings: Settings, progress: Progress, logdir: Path) -> 
     base_port, ours_port = free_port(), free_port()
     servers: list[Server] = []
     try:
-        servers.append(Server(f"{protocol}-baseline", [sys.executable, "-m", case.baseline_module, "--host",
-                                                       "127.0.0.1", "--port", str(base_port)],
-                              case.baseline_ready, logdir, cwd=str(REPO)))
+        servers.append(Server(f"{protocol}-baseline", [sys.executable, *case.baseline_argv, "--host", "127.0.0.1",
+                                                       "--port", str(base_port)],
+                              case.baseline_ready, logdir, cwd=str(REPO / case.baseline_cwd)))
         folder, name = case.ours_script
         servers.append(Server(f"{protocol}-ours", [sys.executable, name, "--host", "127.0.0.1", "--port",
                                                    str(ours_port)], case.ours_ready, logdir, cwd=str(REPO / folder)))

@@ -1,6 +1,6 @@
 """The servers the benchmark measures ours against, served the way the original course repo did.
 
-`flask_dev` serves rest/server.py's create_app() with Flask's development server, `wsgiref_soap`
+(REST's baseline needs no module here: Flask's own `flask run` serves rest/server.py's app.) `wsgiref_soap`
 serves soap/server.py's create_app() with the standard library's wsgiref, and `asyncio_lines` is a
 minimal asyncio echo (or upcall) server for the two TCP line protocols. Each prints one ready line.
 """
