@@ -70,6 +70,7 @@ logconfig_dict = {
     },
 }
 
+
 def when_ready(server):
     """gunicorn hook: the listening socket is open, so the ready line can be printed."""
     logging.getLogger("rest").info("REST server listening on %s (gunicorn, %d gevent workers)",

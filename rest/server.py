@@ -141,16 +141,13 @@ class GunicornServer(BaseApplication):
 
 
 def port_taken(host: str, port: int) -> bool:
+    """Whether another program listens on host:port (other bind errors are left to gunicorn to report)."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as e:
-            if e.errno != errno.EADDRINUSE:
-                print(f"error: cannot listen on {host}:{port}: {e.strerror} (choose another with --port)",
-                      file=sys.stderr)
-                sys.exit(2)
-            return True
+            return e.errno == errno.EADDRINUSE
     return False
 
 
