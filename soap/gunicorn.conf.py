@@ -8,6 +8,8 @@ import logging
 import os
 import signal
 
+import gevent
+
 #: Seconds a client has to send a whole request head (request line and headers), and an idle keep-alive
 #: connection stays open: gunicorn's gevent worker waits `keepalive` seconds for each head, then hangs up.
 HEADER_TIMEOUT_SECONDS = 5
@@ -18,8 +20,8 @@ MAX_HEADER_FIELD_BYTES = 4096
 #: Worker processes (one per core of a usual laptop), each holding this many connections on one thread.
 WORKERS = 2
 MAX_CONNECTIONS_PER_WORKER = 500
-#: Seconds the master waits for its workers after SIGTERM or Ctrl+C before it kills them (whole seconds).
-STOP_GRACE_SECONDS = 1
+#: Seconds calls in progress get to finish after SIGTERM or Ctrl+C; then each worker exits.
+STOP_GRACE_SECONDS = 0.1
 
 bind = ["0.0.0.0:8000"]  # `python server.py --host --port` and `gunicorn -b HOST:PORT` override it
 workers = WORKERS
@@ -29,7 +31,7 @@ keepalive = HEADER_TIMEOUT_SECONDS
 limit_request_line = MAX_REQUEST_LINE_BYTES
 limit_request_fields = MAX_HEADER_FIELDS
 limit_request_field_size = MAX_HEADER_FIELD_BYTES
-graceful_timeout = STOP_GRACE_SECONDS
+graceful_timeout = 1  # whole seconds the master waits for its workers (they need STOP_GRACE_SECONDS)
 proc_name = "soap-server"
 control_socket_disable = True  # else every gunicorn of a user shares one control socket file
 # One line per request; soap.call is what server.py noted (`add(10,5) = 15`, or the fault), `-` if none.
@@ -62,8 +64,14 @@ def when_ready(server):
 
 
 def post_worker_init(worker):
-    """Hook, in each worker. Ctrl+C reaches every process of the terminal's group: only the master acts on
-    it (it stops its workers with SIGQUIT). SIGTERM stops a worker as SIGQUIT does, after 0.1 s for calls
-    in progress: gevent's graceful stop waits in whole seconds, and the lab's servers stop within one."""
+    """Hook, in each worker: SIGTERM or SIGQUIT (what the master sends on Ctrl+C) ends the worker once calls
+    in progress had STOP_GRACE_SECONDS; gevent's own graceful stop waits in whole seconds. Ctrl+C itself
+    reaches every process of the terminal's group: only the master acts on it."""
+
+    def stop():
+        worker.alive = False  # accept no new connection
+        gevent.spawn_later(STOP_GRACE_SECONDS, os._exit, 0)
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, worker.handle_quit)
+    for sig in (signal.SIGTERM, signal.SIGQUIT):
+        gevent.signal_handler(sig, stop)  # wakes gevent's loop at once (a Python handler waits for its next turn)
