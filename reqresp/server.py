@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import itertools
 import os
 import signal
 import sys
@@ -23,6 +24,8 @@ MAX_LINE_BYTES = 64 * 1024
 #: A client that sends nothing (or reads none of its replies) for this long is sent
 #: `Error: idle timeout` and disconnected.
 IDLE_TIMEOUT_SECONDS = 300.0
+#: Lines answered for one client before the others get their turn: one pouring lines delays nobody.
+LINES_PER_TURN = 100
 #: Clients served at once; one more is told `Error: server busy` and disconnected.
 MAX_CONNECTIONS = 256
 #: The message that ends a conversation: the server echoes it, then closes the connection.
@@ -92,7 +95,9 @@ async def serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
     clients[writer] = loop.time()
     log(f"Connection from: {peer}")
     try:
-        while True:
+        for turn in itertools.count(1):
+            if turn % LINES_PER_TURN == 0:
+                await asyncio.sleep(0)  # let the other clients have their turn
             try:
                 message = await read_message(reader, peer)
                 if message is None:  # the client has gone
@@ -130,11 +135,17 @@ async def close_idle_connections() -> None:
                     writer.close()  # its serve_client() then sees the end of the stream
 
 
+def report_error(_loop: asyncio.AbstractEventLoop, context: dict) -> None:
+    """asyncio's own errors as one line, never a traceback; a client's task cancelled at stop is none."""
+    if not isinstance(context.get("exception"), asyncio.CancelledError):
+        log(f"Error: {context.get('exception') or context['message']}")
+
+
 async def serve(host: str, port: int) -> None:
     """Listen and serve every client until SIGTERM or Ctrl+C, then close all connections."""
     global server_log
     loop = asyncio.get_running_loop()
-    loop.set_exception_handler(lambda _loop, context: log(f"Error: {context.get('exception') or context['message']}"))
+    loop.set_exception_handler(report_error)
     server = await asyncio.start_server(serve_client, host, port, limit=MAX_LINE_BYTES + 1, backlog=1024)
     if os.environ.get("SERVER_LOG"):  # in Docker: a second `python server.py` follows this file
         server_log = open(os.environ["SERVER_LOG"], "a", buffering=1, encoding="utf-8")

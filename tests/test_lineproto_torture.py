@@ -1,24 +1,28 @@
-"""Torture for the two line-protocol servers (issue 6): garbage, huge lines, crowds, silence, vanishing clients.
+"""The two line-protocol servers (reqresp, upcall) under torture, and what their folders share.
 
-Throughout, each server must keep answering a well-behaved client within a second,
-and never print a traceback.
+Torture (issue 6): garbage, huge lines, crowds, silence, vanishing clients. Throughout, each
+server must keep answering a well-behaved client within a second, and never print a traceback.
+Shared (issue 9): the folder runs copied alone, and SERVER_LOG lets a second copy follow the first.
 """
 
 from __future__ import annotations
 
-import io
 import random
+import re
 import signal
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
+from helpers import LINE_MAX_BYTES, LineConnection, copy_folder_alone, standalone_env
 
-from labkit.lineproto import IncompleteLine, InvalidUTF8, LineBuffer, LineClient, LineTooLong, read_line
+from labkit.procs import REPO, python_env
 
 MIB = 1024 * 1024
 
@@ -30,6 +34,9 @@ class ServerKind:
     ready: str
     prefix: str  # what every server line starts with
     answers: tuple[str, ...]  # how each server line may start
+    client: str
+    demo: tuple[str, ...]  # the client's arguments for a demo run: sends halo, then bye
+    demo_output: tuple[str, ...]  # what the client prints for it
 
     def reply(self, message: str) -> str:
         return f"Echo: {message}" if self.folder == "reqresp" else f"Upcall event: Processing {message}"
@@ -39,9 +46,13 @@ class ServerKind:
 
 
 KINDS = [
-    ServerKind("reqresp", "server.py", r"^Server listening on ", "", ("Echo: ", "Error: ")),
+    ServerKind("reqresp", "server.py", r"^Server listening on ", "", ("Echo: ", "Error: "), "client.py",
+               ("halo", "bye"), ("Received from server: Echo: halo", "Received from server: Echo: bye")),
     ServerKind("upcall", "servercall.py", r"^Upcall server listening on ", "Upcall event: ",
-               tuple(f"Upcall event: {kind}" for kind in ("Processing ", "Progress ", "Done ", "Error: "))),
+               tuple(f"Upcall event: {kind}" for kind in ("Processing ", "Progress ", "Done ", "Error: ")),
+               "clientcall.py", ("--messages", "halo,bye"),
+               tuple(f"Received upcall from server: Upcall event: {event}"
+                     for event in ("Processing halo", "Progress halo 50%", "Done halo"))),
 ]
 
 
@@ -53,14 +64,13 @@ def kind(request) -> ServerKind:
 class Target:
     """A running server under test and the well-behaved client that checks on it."""
 
-    def __init__(self, spawn, port: int, kind: ServerKind, *extra: str):
+    def __init__(self, spawn, port: int, kind: ServerKind, *extra: str, **kw):
         self.port, self.kind = port, kind
-        self.proc = spawn.script(kind.folder, kind.script, "--host", "127.0.0.1", "--port", str(port), *extra)
+        self.proc = spawn.script(kind.folder, kind.script, "--host", "127.0.0.1", "--port", str(port), *extra, **kw)
         self.proc.wait_for(kind.ready)
 
-    def connect(self, reply_timeout: float = 10) -> LineClient:
-        return LineClient.connect("127.0.0.1", self.port, "server under test", timeout=5,
-                                  reply_timeout=reply_timeout)
+    def connect(self, reply_timeout: float = 10) -> LineConnection:
+        return LineConnection(self.port, timeout=reply_timeout)
 
     def assert_answers_within_a_second(self) -> None:
         conn = self.connect(reply_timeout=5)
@@ -292,53 +302,41 @@ def test_connection_limit_answers_server_busy(spawn, port, kind):
     assert "Error" not in target.proc.output, target.proc.output  # refusing is no trouble for the server
 
 
-def lines_read_blocking(data: bytes, limit: int) -> list:
-    """What read_line() (the clients' framing) makes of a stream, errors included."""
-    rfile, out = io.BytesIO(data), []
-    while True:
+def test_the_tests_line_limit_is_the_servers(kind):
+    source = (REPO / kind.folder / kind.script).read_text(encoding="utf-8")
+    assert re.search(r"^MAX_LINE_BYTES = 64 \* 1024$", source, re.M) and LINE_MAX_BYTES == 64 * 1024
+
+
+def expected_answers(data: bytes, kind: ServerKind) -> list[str]:
+    """The protocol's promise for a stream of whole lines: one answer per line, whatever the line."""
+    answers = []
+    for line in data.split(b"\n")[:-1]:
+        body = line.removesuffix(b"\r")
         try:
-            line = read_line(rfile, limit)
-        except (LineTooLong, InvalidUTF8) as e:
-            out.append(type(e).__name__)
-            continue
-        except IncompleteLine as e:
-            out.append(("IncompleteLine", e.nbytes))
-            return out
-        if line is None:
-            return out
-        out.append(line)
+            answers.append(kind.error("line too long") if len(body) > LINE_MAX_BYTES else kind.reply(body.decode()))
+        except UnicodeDecodeError:
+            answers.append(kind.error("invalid UTF-8"))
+    return answers
 
 
-def lines_cut_as_they_arrive(data: bytes, limit: int, rng: random.Random) -> list:
-    """What LineBuffer (the servers' framing) makes of the same stream, fed in random pieces."""
-    lines, out, pos = LineBuffer(limit), [], 0
-    while True:
-        try:
-            line = lines.next_line()
-        except (LineTooLong, InvalidUTF8) as e:
-            out.append(type(e).__name__)
-            continue
-        except IncompleteLine as e:
-            out.append(("IncompleteLine", e.nbytes))
-            return out
-        if line is not None:
-            out.append(line)
-        elif lines.ended:
-            return out
-        else:
-            piece = data[pos:pos + rng.randint(1, 3 * limit)]
-            pos += len(piece)
-            lines.feed(piece)  # b"" once all is in: the end of the stream
-
-
-def test_the_server_cuts_lines_as_a_client_reads_them_however_the_bytes_arrive():
-    rng = random.Random(20261121)
-    limit = 16  # small, so that lines at, just over and far over the limit are frequent
+def test_lines_are_cut_the_same_however_the_bytes_arrive(spawn, port, kind):
+    quick = ("--progress-delay", "0", "--done-delay", "0") if kind.folder == "upcall" else ()
+    target = Target(spawn, port, kind, *quick)
+    rng = random.Random(20261129)
+    limit = LINE_MAX_BYTES  # lines at, just over and far over the limit are frequent
     pieces = [b"ok", b"\n", b"\r\n", b"\r", b"\xff", "é".encode(), "€".encode()[:2], b"x" * limit,
               b"y" * (limit - 1), b"z" * (limit + 1), b"w" * (3 * limit)]
-    for _ in range(400):
-        data = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
-        assert lines_cut_as_they_arrive(data, limit, rng) == lines_read_blocking(data, limit), data
+    for _ in range(12):
+        data = b"".join(rng.choice(pieces) for _ in range(rng.randint(1, 30))) + b"\n"
+        with raw_connection(port) as sock:
+            for start in range(0, len(data), step := rng.randint(1, 2 * limit)):  # in pieces, each on its own
+                sock.sendall(data[start:start + step])
+                time.sleep(0.001)
+            sock.shutdown(socket.SHUT_WR)
+            lines = read_all(sock).decode("utf-8").splitlines()
+        answers = [line for line in lines if not line.startswith(("Upcall event: Progress ", "Upcall event: Done "))]
+        assert answers == expected_answers(data, kind), data[:200]
+    target.assert_healthy()
 
 
 def send_until_stuck(sock: socket.socket, data: bytes) -> int:
@@ -369,3 +367,49 @@ def test_a_client_that_never_reads_its_answers_holds_up_nobody(spawn, port, kind
     finally:
         flood.close()
     target.assert_healthy()
+
+
+def test_folder_copied_alone_runs_without_the_repo(spawn, port, tmp_path, kind):
+    folder = copy_folder_alone(kind.folder, tmp_path)
+    # -S: the venv's .pth that puts the repo on sys.path is not read; these folders need only the standard library.
+    python, env = [sys.executable, "-S"], standalone_env()
+    assert subprocess.run([*python, "-c", "import labkit"], cwd=folder, env=env, capture_output=True).returncode
+    server = spawn([*python, kind.script, "--host", "127.0.0.1", "--port", str(port)], cwd=folder, env=env)
+    server.wait_for(kind.ready)
+    c = spawn([*python, kind.client, "--host", "127.0.0.1", "--port", str(port), *kind.demo], cwd=folder, env=env)
+    assert c.wait(15) == 0, c.output
+    assert c.lines == list(kind.demo_output)
+    server.wait_for(r"^Received from client: bye$")
+    if kind.folder == "upcall":  # its log file is written next to the script
+        assert "INFO Received: Upcall event: Done halo" in (folder / "client_log.txt").read_text(encoding="utf-8")
+
+
+def test_server_log_gets_every_line_and_a_second_server_follows_it(spawn, port, tmp_path, kind):
+    log = tmp_path / "server.log"
+    env = python_env({"SERVER_LOG": str(log)})
+    first = Target(spawn, port, kind, env=env).proc
+    assert log.stat().st_mode & 0o444 == 0o444  # readable by all: `docker compose exec` may be another user
+    follower = spawn.script(kind.folder, kind.script, "--host", "127.0.0.1", "--port", str(port), env=env)
+    follower.wait_for(r"^Following ")
+    assert follower.lines[0] == (f"Following the {kind.folder} server already running in this container "
+                                 f"(port {port}): its output from now on. Ctrl+C to stop.")
+    logging = ("--log", str(tmp_path / "client_log.txt")) if kind.folder == "upcall" else ()
+    c = spawn.script(kind.folder, kind.client, "--host", "127.0.0.1", "--port", str(port), *logging, *kind.demo)
+    assert c.wait(15) == 0, c.output
+    follower.wait_for(r"^Connection closed: ")
+    assert follower.lines[1:] == first.lines[1:]  # the first server's lines since then, not its ready line
+    assert log.read_text(encoding="utf-8").splitlines() == first.lines
+    started = time.monotonic()
+    follower.signal(signal.SIGTERM)
+    assert follower.wait(5) == 0
+    assert time.monotonic() - started < 1.0
+    assert "Traceback" not in follower.output
+    assert first.running()
+
+
+def test_taken_port_without_server_log_is_one_line_and_exit_2(spawn, port, kind):
+    Target(spawn, port, kind)
+    second = spawn.script(kind.folder, kind.script, "--host", "127.0.0.1", "--port", str(port))
+    assert second.wait(10) == 2
+    assert second.lines == [f"error: port {port} on 127.0.0.1 is already in use: "
+                            f"stop the other {kind.folder} server (or choose another with --port)"]

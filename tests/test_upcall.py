@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-import logging
 import re
 import signal
+import socket
 import subprocess
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from helpers import LINE_MAX_BYTES as MAX_LINE_BYTES
+from helpers import LineConnection, script_constant
 
-from labkit.lineproto import MAX_LINE_BYTES, LineClient
 from labkit.procs import REPO
 
 CONNECTION_LINE = r"^Connection from: \('127\.0\.0\.1', \d+\)$"
@@ -21,14 +20,14 @@ FIRST_PROMPT = "Enter message(s), comma-separated (bye to quit): "
 NEXT_PROMPT = "Enter another message(s), comma-separated (bye to quit): "
 
 
-def start_server(spawn, port: int, *extra: str):
-    server = spawn.script("upcall", "servercall.py", "--host", "127.0.0.1", "--port", str(port), *extra)
+def start_server(spawn, port: int, *extra: str, **kw):
+    server = spawn.script("upcall", "servercall.py", "--host", "127.0.0.1", "--port", str(port), *extra, **kw)
     server.wait_for(rf"^Upcall server listening on 127\.0\.0\.1:{port} \(DNS: upcall-server:{port}\)$")
     return server
 
 
-def connect(port: int) -> LineClient:
-    return LineClient.connect("127.0.0.1", port, "test server", timeout=5, reply_timeout=5)
+def connect(port: int) -> LineConnection:
+    return LineConnection(port, timeout=5)
 
 
 def client(spawn, port: int, log_path, *args: str, **kw):
@@ -41,7 +40,7 @@ def events_of(message: str) -> list[str]:
             f"Upcall event: Done {message}"]
 
 
-def read_until_closed(conn: LineClient, limit: int = 1000) -> list[str]:
+def read_until_closed(conn: LineConnection, limit: int = 1000) -> list[str]:
     lines = []
     for _ in range(limit):
         line = conn.read_line()
@@ -49,17 +48,6 @@ def read_until_closed(conn: LineClient, limit: int = 1000) -> list[str]:
             return lines
         lines.append(line)
     raise AssertionError(f"connection still open after {limit} lines")
-
-
-def load_upcall_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "upcall" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def load_clientcall():
-    return load_upcall_script("clientcall")
 
 
 def test_demo_run_prints_replies_then_the_servers_own_callbacks(spawn, port, tmp_path):
@@ -141,7 +129,7 @@ def test_three_messages_in_one_segment_get_three_replies(spawn, port):
 
 
 def test_a_connection_has_at_most_max_in_flight_messages_in_processing(spawn, port):
-    limit = load_upcall_script("servercall").MAX_IN_FLIGHT
+    limit = script_constant(REPO / "upcall" / "servercall.py", "MAX_IN_FLIGHT")
     start_server(spawn, port, "--progress-delay", "1.5", "--done-delay", "2")
     conn = connect(port)
     count = limit + 6
@@ -197,30 +185,6 @@ def test_twenty_clients_each_get_only_their_own_callbacks(spawn, port):
     assert server.running()
 
 
-def test_callback_api_delivers_upcalls_on_the_reader_thread(spawn, port):
-    start_server(spawn, port)
-    clientcall = load_clientcall()
-    upcall = clientcall.UpcallClient.connect("127.0.0.1", port, timeout=5,
-                                             logger=logging.getLogger("test_upcall"))
-    received: list[tuple[str, str]] = []
-    two_events = threading.Event()
-
-    @upcall.on_upcall
-    def remember(event: str) -> None:
-        received.append((event, threading.current_thread().name))
-        if len(received) == 2:
-            two_events.set()
-
-    try:
-        assert upcall.send("wanda") == "Upcall event: Processing wanda"
-        assert two_events.wait(10), received
-        assert received == [("Upcall event: Progress wanda 50%", "upcall-reader"),
-                            ("Upcall event: Done wanda", "upcall-reader")]
-        assert upcall.bye(10) is True  # the server closed after bye
-    finally:
-        upcall.close()
-
-
 def test_upcalls_reach_the_user_while_idle_at_the_prompt(spawn, port, tmp_path):
     start_server(spawn, port)
     c = client(spawn, port, tmp_path / "client_log.txt", stdin=True)
@@ -274,3 +238,21 @@ def test_interactive_client_stops_at_its_prompt_within_a_second(spawn, port, tmp
     c.wait(5)  # its output read to the end
     assert rc == (0 if stop == signal.SIGTERM else 130)
     assert "Traceback" not in c.output
+
+
+def test_client_gives_up_on_a_silent_server_after_its_reply_timeout(spawn, tmp_path):
+    log = tmp_path / "client_log.txt"
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # connections complete, nobody ever answers
+        c = client(spawn, silent.getsockname()[1], log, "--reply-timeout", "1", "--messages", "wanda")
+        assert c.wait(10) == 1
+    assert c.lines == ["error: no reply from the upcall server within 1 s"]
+    assert "ERROR no reply from the upcall server within 1 s" in log.read_text(encoding="utf-8")
+
+
+def test_unwritable_log_is_one_warning_and_the_client_carries_on(spawn, port, tmp_path):
+    start_server(spawn, port)
+    c = client(spawn, port, tmp_path, "--messages", "wanda,bye")  # a directory: cannot be opened for appending
+    assert c.wait(15) == 0, c.output
+    assert c.lines[0] == (f"warning: cannot write {tmp_path}: Is a directory; not logging "
+                          "(choose another file with --log PATH)")
+    assert "Received upcall from server: Upcall event: Done wanda" in c.lines
