@@ -1,6 +1,8 @@
-"""reqresp and upcall under load: our line servers (labkit.lineproto) against a minimal asyncio server.
+"""reqresp and upcall under load: the demo servers, run as programs, against a minimal asyncio server.
 
-The load is labkit.bench.lineload in its own process: N connections, each sending a line and
+The demo servers are reqresp/server.py and upcall/servercall.py exactly as a student runs them: asyncio streams,
+their limits, and a log line printed for every message (the baseline prints nothing). The load is
+labkit.bench.lineload in its own process: N connections, each sending a line and
 waiting for its reply before the next (closed loop). For upcall the reply timed is the immediate
 `Processing` line; ours also sends the Progress and Done callbacks for every message (the demo).
 Its target row is like for like, against an asyncio server that sends the same callbacks; the rows
@@ -50,10 +52,10 @@ class LineCase:
 
 CASES = {
     "reqresp": LineCase("reqresp", "echo", ("reqresp", "server.py"), (), r"Server listening on",
-                        "labkit.lineproto on asyncio (reqresp/server.py)"),
+                        "reqresp/server.py (asyncio streams)"),
     "upcall": LineCase("upcall", "upcall", ("upcall", "servercall.py"),
                        ("--progress-delay", str(UPCALL_PROGRESS_DELAY), "--done-delay", str(UPCALL_DONE_DELAY)),
-                       r"Upcall server listening on", "labkit.lineproto on asyncio (upcall/servercall.py)",
+                       r"Upcall server listening on", "upcall/servercall.py (asyncio streams)",
                        target_like_for_like=True),
 }
 BASELINE_NAME = "asyncio server"
