@@ -29,7 +29,7 @@ import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from labkit import capture, cli, compose, demo, netns
@@ -210,7 +210,7 @@ def record(proto: Protocol, kind: str, out_dir: Path = CAPTURES, duration: float
         assert dump is not None
         try:
             dump.wait_listening()
-            started = datetime.now(UTC)
+            started = datetime.now(capture.UTC)
             say(f"=== {label}: {proto.title}; runtime {kind}; listening on {session.where}")
             for note in session.notes:
                 say(f"    {note}")
@@ -223,7 +223,7 @@ def record(proto: Protocol, kind: str, out_dir: Path = CAPTURES, duration: float
         finally:
             stats = dump.stop()
             counter.end()
-        ended = datetime.now(UTC)
+        ended = datetime.now(capture.UTC)
         stack.close()  # servers and namespaces down before the file is written
         comments = capture.comments_for(proto, kind, session.where, session.commands, made_with,
                                         recorded=(started, ended))
