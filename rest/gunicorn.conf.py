@@ -83,17 +83,14 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)  # docker stop or
 
 
 def post_fork(_server, _worker):
-    """gunicorn hook, in each new worker: until the worker sets its own handlers, a stop signal ends it at once
-    (the master's handlers it inherited would only queue the signal for a loop this process never runs)."""
+    """gunicorn hook, in a new worker: until it sets its own handlers, a stop signal ends it at once."""
     for signum in STOP_SIGNALS:
         signal.signal(signum, lambda *_: os._exit(0))
 
 
 def post_worker_init(_worker):
-    """gunicorn hook, in each worker once it has loaded the app: SIGTERM (docker stop), Ctrl+C (SIGINT) and
-    SIGQUIT stop the worker within STOP_GRACE_SECONDS. Handled by gevent's own loop (gevent.signal_handler),
-    so the worker reacts at once: the Python handlers gunicorn installs run only when the loop next wakes
-    (up to a second later), and a Ctrl+C reaching a worker twice (terminal and master) could interrupt its exit."""
+    """gunicorn hook, in a worker ready to serve: a stop signal ends it within STOP_GRACE_SECONDS. Handled in
+    gevent's loop, which reacts at once (gunicorn's own handlers can wait a second for the loop to wake up)."""
     for signum in STOP_SIGNALS:
         gevent.signal_handler(signum, stop_worker)
 

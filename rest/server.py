@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from flask import Flask, request
+from flask import Flask, abort, request
 from gunicorn.app.base import BaseApplication
 from werkzeug.exceptions import HTTPException
 
@@ -36,39 +36,31 @@ NOT_FINITE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
 app = Flask(__name__)
 
 
-class ApiError(Exception):
-    """A request the server refuses: answered as `status {"error": message}`."""
-
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.message, self.status = message, status
-
-
 def operand(name: str) -> float:
     """Query parameter `name` as a finite number; when it is repeated, the first value counts."""
     raw = request.args.get(name)
     if raw is None:
-        raise ApiError(f"Missing parameter '{name}'")
+        abort(400, f"Missing parameter '{name}'")
     shown = repr(raw if len(raw) <= 40 else raw[:40] + "...")
     if NOT_FINITE.fullmatch(raw.strip()):
-        raise ApiError(f"Parameter '{name}' must be a finite number, got {shown}")
+        abort(400, f"Parameter '{name}' must be a finite number, got {shown}")
     if not NUMBER.fullmatch(raw.strip()):
-        raise ApiError(f"Parameter '{name}' must be a number, got {shown}")
+        abort(400, f"Parameter '{name}' must be a number, got {shown}")
     if not math.isfinite(value := float(raw)):
-        raise ApiError(f"Parameter '{name}' must be a finite number, got {shown} (too large)")
+        abort(400, f"Parameter '{name}' must be a finite number, got {shown} (too large)")
     return value
 
 
 def result(value: float) -> dict:
     if not math.isfinite(value):  # e.g. 1e308 * 1e308: JSON has no infinity
-        raise ApiError("Result out of range")
+        abort(400, "Result out of range")
     return {"result": value}  # Flask sends a dict as JSON
 
 
 @app.before_request
 def refuse_long_queries():
     if len(request.query_string) > MAX_QUERY_BYTES:
-        raise ApiError(f"Query string too long (over {MAX_QUERY_BYTES} bytes)", status=414)
+        abort(414, f"Query string too long (over {MAX_QUERY_BYTES} bytes)")
 
 
 # provide_automatic_options=False: OPTIONS gets 405 JSON like any other wrong method.
@@ -91,7 +83,7 @@ def mul():
 def div():
     a, b = operand("a"), operand("b")
     if b == 0:
-        raise ApiError("Division by zero")
+        abort(400, "Division by zero")
     return result(a / b)
 
 
@@ -101,19 +93,11 @@ def openapi():
     return (HERE / "openapi.json").read_bytes(), {"Content-Type": "application/json"}
 
 
-@app.errorhandler(ApiError)
-def api_error(e: ApiError):
-    return {"error": e.message}, e.status
-
-
 @app.errorhandler(HTTPException)
 def http_error(e: HTTPException):
-    if e.code == 404:
-        message = f"Not found: {request.path} (try /add, /sub, /mul, /div or /openapi.json)"
-    elif e.code == 405:
-        message = f"Method {request.method} not allowed on {request.path} (use GET)"
-    else:
-        message = e.name
+    """Every HTTP error as JSON: the message given to abort(), or for 404 and 405 a hint."""
+    message = {404: f"Not found: {request.path} (try /add, /sub, /mul, /div or /openapi.json)",
+               405: f"Method {request.method} not allowed on {request.path} (use GET)"}.get(e.code, e.description)
     return {"error": message}, e.code, [(k, v) for k, v in e.get_headers() if k == "Allow"]
 
 
