@@ -69,7 +69,8 @@ def python_here() -> str:
 # ------------------------------------------------------------------ the three runtimes
 
 
-def open_docker(proto: Protocol, raw: Path, stack: ExitStack) -> Session:
+def open_docker(proto: Protocol, raw: Path, stack: ExitStack, via: str | None = None) -> Session:
+    """`via` "bridge" or "sidecar"; by default the bridge where this host can capture on it."""
     sidecar = capture.Sidecar(proto)
     say(f"=== record-{proto.name}: starting the containers of {sidecar.compose_path} (if they are not up)")
     sidecar.up()
@@ -77,7 +78,11 @@ def open_docker(proto: Protocol, raw: Path, stack: ExitStack) -> Session:
     bridge = network.bridge or f"br-{proto.name}"
     exec_ = f"docker compose -f {sidecar.compose_path} exec"
     session = Session("docker", "")
-    if os.geteuid() == 0 and Path("/sys/class/net", bridge).exists() and shutil.which("tcpdump"):
+    bridge_here = os.geteuid() == 0 and Path("/sys/class/net", bridge).exists() and shutil.which("tcpdump")
+    if via == "bridge" and not bridge_here:
+        raise cli.LabError(f"cannot capture on {bridge} here (it needs root, tcpdump and Docker Engine on this "
+                           "host, not Docker Desktop): leave out --via to use the capture sidecar")
+    if via != "sidecar" and bridge_here:
         session.where = f"the Docker bridge {bridge} of {sidecar.compose_path} (every container on it)"
         session.dump = Tcpdump(bridge, raw)
     else:
@@ -191,7 +196,8 @@ class Counter:
 # ------------------------------------------------------------------ recording
 
 
-def record(proto: Protocol, kind: str, out_dir: Path = CAPTURES, duration: float | None = None) -> Path:
+def record(proto: Protocol, kind: str, out_dir: Path = CAPTURES, duration: float | None = None,
+           via: str | None = None) -> Path:
     """Record until Ctrl+C/SIGTERM or `duration` seconds; returns the file written (its own name)."""
     if kind != "docker":  # with Docker, the sidecar's editcap does it when this host has none
         capture.need_tool("editcap", "it writes the pcapng file and its comment; it comes with tshark")
@@ -201,7 +207,7 @@ def record(proto: Protocol, kind: str, out_dir: Path = CAPTURES, duration: float
     with tempfile.TemporaryDirectory(prefix="lab-record-") as tmp, ExitStack() as stack:
         raw = Path(tmp) / f"{proto.name}.pcap"
         if kind == "docker":
-            session = open_docker(proto, raw, stack)
+            session = open_docker(proto, raw, stack, via)
         elif kind == "netns":
             session = open_netns(proto, raw, stack, counter.echo)
         else:
@@ -262,6 +268,9 @@ def main() -> int:
                     help="folder for <proto>-<time>.pcapng and <proto>.pcapng, the latest (default: captures/)")
     ap.add_argument("--port", type=cli.port_number, default=None,
                     help="local runtime: record this port (and start the server on it) instead of the usual one")
+    ap.add_argument("--via", choices=("bridge", "sidecar"), default=None,
+                    help="docker runtime: listen on the bridge br-<proto> or with the capture sidecar "
+                         "(default: the bridge where this host can, as root on Linux, else the sidecar)")
     args = ap.parse_args()
     if args.duration is not None and args.duration <= 0:
         raise cli.LabError(f"--duration must be a positive number of seconds, not {args.duration:g}", code=2)
@@ -278,7 +287,9 @@ def main() -> int:
             raise cli.LabError(f"--port is for the local runtime; with {kind} the compose file sets the ports",
                                code=2)
         proto = dataclasses.replace(proto, port=args.port)
-    record(proto, kind, args.out, args.duration)
+    if args.via and kind != "docker":
+        raise cli.LabError(f"--via is for the docker runtime, not {kind}", code=2)
+    record(proto, kind, args.out, args.duration, args.via)
     return 0
 
 

@@ -37,9 +37,9 @@ STOP_TIMEOUT = 60
 MAKE_TIMEOUT = 300
 
 
-def start_recorder(spawn, proto: str, runtime: str, out: Path, *extra: str) -> Proc:
+def start_recorder(spawn, proto: str, runtime: str, out: Path, *extra: str, env: dict | None = None) -> Proc:
     rec = spawn([sys.executable, "-m", "labkit.record", proto, "--runtime", runtime, "--out", str(out), *extra],
-                cwd=REPO, label="record")
+                cwd=REPO, label="record", env=env or python_env())
     rec.wait_for(rf"=== record-{proto}: recording", timeout=DOCKER_READY_TIMEOUT if runtime == "docker"
                  else READY_TIMEOUT)
     return rec
@@ -250,18 +250,31 @@ def test_subscriber_is_named_even_when_the_recording_starts_after_its_subscribe(
 
 
 @pytest.mark.usefixtures("docker_engine")
-def test_docker_recording_holds_the_lines_sent_with_compose_exec(spawn, tmp_path, wireshark_env):
+@pytest.mark.parametrize("via, host_tools", [pytest.param("bridge", True, marks=needs_root), ("sidecar", True),
+                                             ("sidecar", False)], ids=["bridge", "sidecar", "sidecar-bare-host"])
+def test_docker_recording_holds_the_lines_sent_with_compose_exec(spawn, tmp_path, wireshark_env, via, host_tools):
+    """On the bridge (Linux, root) and with the sidecar (what Docker Desktop uses), also on a host whose
+    only tool is docker (no tcpdump, no tshark: the sidecar's editcap writes the pcapng)."""
     compose_file = str(compose.compose_file("reqresp").relative_to(REPO))
     was_up = bool(subprocess.run(["docker", "compose", "-f", compose_file, "ps", "-q"], cwd=REPO,
                                  capture_output=True, text=True, timeout=60).stdout.strip())
+    env = python_env()
+    if not host_tools:
+        bare = tmp_path / "bin"
+        bare.mkdir()
+        (bare / "docker").symlink_to(shutil.which("docker"))
+        env["PATH"] = str(bare)
+        assert shutil.which("editcap", path=env["PATH"]) is None
     try:
-        rec = start_recorder(spawn, "reqresp", "docker", tmp_path)
+        rec = start_recorder(spawn, "reqresp", "docker", tmp_path, "--via", via, env=env)
+        where = "the Docker bridge br-reqresp" if via == "bridge" else "sidecar `capture` in reqresp-server's"
+        assert f"listening on {where}" in rec.output
         command = suggested(rec, "client.py")
         assert command[:5] == ["docker", "compose", "-f", compose_file, "exec"]
-        run_client([*command[:5], "-T", *command[5:], "dari docker", "bye"], timeout=120)
+        run_client([*command[:5], "-T", *command[5:], f"dari docker lewat {via}", "bye"], timeout=120)
         pcap = stop_recorder(rec)
         sent = payload_bytes(wireshark_env, pcap)
-        assert b"dari docker\n" in sent and b"Echo: dari docker\n" in sent and b"one\n" not in sent
+        assert f"Echo: dari docker lewat {via}\n".encode() in sent and b"one\n" not in sent
         assert "Runtime: docker" in wire.file_comments(pcap)
         opened_by_make_targets(pcap, "reqresp", tmp_path, wireshark_env)
     finally:
