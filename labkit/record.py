@@ -275,6 +275,7 @@ def main() -> int:
     if args.duration is not None and args.duration <= 0:
         raise cli.LabError(f"--duration must be a positive number of seconds, not {args.duration:g}", code=2)
     signal.signal(signal.SIGHUP, signal.getsignal(signal.SIGTERM))  # a closed terminal stops it like Ctrl+C
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl+C stops it even if started with SIGINT ignored
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
