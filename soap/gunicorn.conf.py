@@ -63,10 +63,16 @@ def when_ready(server):
                                    host.strip("[]"), port, host, port)
 
 
+def post_fork(server, worker):  # noqa: ARG001 - gunicorn's hook signature
+    """Hook, in each new worker before it boots: a stop signal now ends it at once (it serves nobody yet)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the whole group: only the master acts on it
+    for sig in (signal.SIGTERM, signal.SIGQUIT):
+        signal.signal(sig, lambda *_: os._exit(0))
+
+
 def post_worker_init(worker):
-    """Hook, in each worker: SIGTERM or SIGQUIT (what the master sends on Ctrl+C) ends the worker once calls
-    in progress had STOP_GRACE_SECONDS; gevent's own graceful stop waits in whole seconds. Ctrl+C itself
-    reaches every process of the terminal's group: only the master acts on it."""
+    """Hook, in each worker once booted: SIGTERM, or SIGQUIT (the master's on Ctrl+C), ends the worker after
+    STOP_GRACE_SECONDS for calls in progress (gevent's own graceful stop waits in whole seconds)."""
 
     def stop():
         worker.alive = False  # accept no new connection

@@ -7,6 +7,7 @@ http://<host>:8000/?wsdl; every mistake of the sender comes back as a SOAP Fault
 
 import argparse
 import errno
+import io
 import os
 import runpy
 import signal
@@ -18,6 +19,7 @@ from pathlib import Path
 import spyne_compat  # noqa: F401  (first: lets spyne 2.14 import on Python 3.12 and 3.13)
 from gunicorn.app.base import BaseApplication
 from spyne import Application, Double, Fault, Integer, ServiceBase, rpc
+from spyne.error import RequestTooLongError
 from spyne.protocol.soap import Soap11
 from spyne.server.wsgi import WsgiApplication
 
@@ -25,7 +27,7 @@ PORT = 8000
 SERVICE_NAME = "CalculatorService"
 TNS = "lab.soap.calculator"  # the XML namespace of the operations
 #: Largest request body read (bytes); a bigger one gets a Client.RequestTooLong Fault, unparsed.
-MAX_REQUEST_BYTES = 64 * 1024
+MAX_REQUEST_BYTES = 65_536
 #: Most digits of an integer result (Python prints no longer ones); more is Client.ResultOutOfRange.
 MAX_RESULT_DIGITS = 4300
 
@@ -81,8 +83,10 @@ def note_call(ctx):
 
 #: What escapes spyne, as the Fault the sender gets instead of a bare 500 (anything else: a Server Fault).
 ESCAPES = {StopIteration: ("Client.EmptyRequest", "Empty request body"),  # spyne's next() on the body's chunks
+           RequestTooLongError: ("Client.RequestTooLong", f"Request body over {MAX_REQUEST_BYTES} bytes"),
            UnicodeError: ("Client.EncodingError", "The body is not in its declared charset"),
-           LookupError: ("Client.EncodingError", "Unknown charset")}
+           LookupError: ("Client.EncodingError", "Unknown charset"),
+           AttributeError: ("Client.SoapError", "No operation in the SOAP Body")}  # spyne reads None.tag
 FAULT = ('<?xml version="1.0" encoding="UTF-8"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/">'
          "<s:Body><s:Fault><faultcode>s:{}</faultcode><faultstring>{}</faultstring></s:Fault></s:Body></s:Envelope>")
 
@@ -92,6 +96,11 @@ def faults_only(wsgi_app):
 
     def guarded(environ, start_response):
         try:
+            if not environ.get("CONTENT_LENGTH"):  # chunked: spyne would read MAX_REQUEST_BYTES and stop there
+                body = environ["wsgi.input"].read(MAX_REQUEST_BYTES + 1)
+                if len(body) > MAX_REQUEST_BYTES:
+                    raise RequestTooLongError
+                environ.update({"wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))})
             return wsgi_app(environ, start_response)
         except Exception as e:
             code, text = next((f for kind, f in ESCAPES.items() if isinstance(e, kind)), ("Server", "Internal error"))

@@ -146,3 +146,69 @@ def standalone_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SERVER_LOG")}
     env.update(PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8", **extra)
     return env
+
+
+# SOAP (tests/test_soap.py, test_soap_torture.py): soap/server.py as a program, envelopes written by hand and
+# posted with curl (an HTTP client outside this project), answers read with a locked-down lxml parser.
+import subprocess  # noqa: E402 - the SOAP helpers' own imports, kept with them
+import sys  # noqa: E402
+
+from lxml import etree  # noqa: E402
+
+SOAP_READY = r"^SOAP server listening on"
+NS_SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+SOAP_TNS = "lab.soap.calculator"
+
+
+def start_soap_server(spawn, port: int, folder: Path = REPO / "soap", python: str | None = None, **kw) -> Proc:
+    """`python server.py --host 127.0.0.1 --port PORT` in `folder` (the repo's soap/ or a copy), once ready."""
+    proc = spawn([python or sys.executable, "server.py", "--host", "127.0.0.1", "--port", str(port)],
+                 cwd=str(folder), **kw)
+    proc.wait_for(SOAP_READY, timeout=30)
+    return proc
+
+
+def soap_envelope(operation: str, body: str) -> bytes:
+    """A SOAP 1.1 request written by hand, as any client outside this project would."""
+    return (f'<?xml version="1.0" encoding="UTF-8"?>'
+            f'<soapenv:Envelope xmlns:soapenv="{NS_SOAP_ENV}" xmlns:c="{SOAP_TNS}">'
+            f"<soapenv:Body><c:{operation}>{body}</c:{operation}></soapenv:Body></soapenv:Envelope>").encode()
+
+
+def soap_call(operation: str, a, b) -> bytes:
+    return soap_envelope(operation, f"<c:a>{a}</c:a><c:b>{b}</c:b>")
+
+
+def curl_post(port: int, payload: bytes, content_type: str = "text/xml; charset=utf-8") -> tuple[int, str, bytes]:
+    """POST with curl: (status, content type, body)."""
+    done = subprocess.run(
+        ["curl", "-sS", "--max-time", "10", "-H", f"Content-Type: {content_type}", "-H", 'SOAPAction: ""',
+         "-H", "Expect:", "--data-binary", "@-", "-o", "-", "-w", "\n%{http_code} %{content_type}",
+         f"http://127.0.0.1:{port}/"],
+        input=payload, capture_output=True, timeout=20)
+    assert done.returncode == 0, done.stderr
+    body, _, trailer = done.stdout.rpartition(b"\n")
+    status, _, ctype = trailer.decode().partition(" ")
+    return int(status), ctype, body
+
+
+def parse_xml(body: bytes):
+    """An answer parsed the safe way (no DTD, no entities, no network)."""
+    return etree.fromstring(body, etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False))
+
+
+def fault_of(status: int, ctype: str, body: bytes) -> tuple[str, str]:
+    """(faultcode without prefix, faultstring) of a proper SOAP 1.1 Fault answer; fails on anything else."""
+    assert status == 500, body
+    assert ctype.startswith("text/xml"), ctype
+    assert b"Traceback" not in body
+    root = parse_xml(body)
+    assert root.tag == f"{{{NS_SOAP_ENV}}}Envelope"
+    fault = root.find(f"{{{NS_SOAP_ENV}}}Body/{{{NS_SOAP_ENV}}}Fault")
+    assert fault is not None, body
+    return fault.findtext("faultcode").split(":", 1)[-1], fault.findtext("faultstring")
+
+
+def result_of(status: int, body: bytes, operation: str) -> str:
+    assert status == 200, body
+    return parse_xml(body).findtext(f".//{{{SOAP_TNS}}}{operation}Response/{{{SOAP_TNS}}}{operation}Result")
