@@ -75,10 +75,11 @@ def refuse_huge_result(ctx):
 
 def note_call(ctx):
     """Puts `add(10,5) = 15`, or the fault, in the WSGI environ: gunicorn's access log line shows it."""
-    call = f"{ctx.descriptor.name}({','.join(map(str, ctx.in_object))}) " if ctx.in_object else ""
+    call = f"{ctx.descriptor.name}({','.join(map(str, ctx.in_object))})" if ctx.in_object else ""
     error = ctx.out_error
     outcome = f"= {ctx.out_object[0]}" if error is None else f"fault {error.faultcode}: {error.faultstring}"
-    ctx.transport.req_env["soap.call"] = f"{call[:80]}{outcome[:120]}"
+    short = [text if len(text) < 80 else f"{text[:70]}...({len(text)} chars)" for text in (call, outcome)]
+    ctx.transport.req_env["soap.call"] = " ".join(text for text in short if text)
 
 
 #: What escapes spyne, as the Fault the sender gets instead of a bare 500 (anything else: a Server Fault).

@@ -1,30 +1,34 @@
 """SOAP torture: malformed XML, wrong types, entity tricks and oversize bodies always get a SOAP Fault.
 
 No entity is ever expanded, no local file ever comes back, and the server keeps serving well-behaved
-clients throughout (issue 6).
+clients throughout (issue 6). The server is soap/server.py run as a program.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import random
 import socket
+import sys
 import uuid
-import warnings
 
 import pytest
 import requests
-from conftest import free_port
-from test_soap import NS_SOAP_ENV, TNS, call, curl_post, envelope, fault_of, result_of, start_server
+from helpers import (
+    NS_SOAP_ENV,
+    SOAP_READY,
+    SOAP_TNS,
+    curl_post,
+    fault_of,
+    result_of,
+    script_constant,
+    soap_call,
+    soap_envelope,
+)
 
-from labkit.procs import REPO
+from labkit.procs import REPO, Proc, free_port
 
-_spec = importlib.util.spec_from_file_location("soap_server", REPO / "soap" / "server.py")
-soap_server = importlib.util.module_from_spec(_spec)
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)  # spyne 2.14 imports `cgi`
-    _spec.loader.exec_module(soap_server)
-MAX_REQUEST_BYTES = soap_server.MAX_REQUEST_BYTES
+MAX_REQUEST_BYTES = script_constant(REPO / "soap" / "server.py", "MAX_REQUEST_BYTES")
+call, envelope, TNS = soap_call, soap_envelope, SOAP_TNS
 
 OPEN = f'<soapenv:Envelope xmlns:soapenv="{NS_SOAP_ENV}" xmlns:c="{TNS}"><soapenv:Body>'
 CLOSE = "</soapenv:Body></soapenv:Envelope>"
@@ -33,8 +37,9 @@ CLOSE = "</soapenv:Body></soapenv:Envelope>"
 @pytest.fixture(scope="module")
 def server():
     port = free_port()
-    proc = start_server(port)
+    proc = Proc([sys.executable, "server.py", "--host", "127.0.0.1", "--port", str(port)], cwd=str(REPO / "soap"))
     try:
+        proc.wait_for(SOAP_READY, timeout=30)
         yield proc, port
     finally:
         proc.stop(timeout=3)
@@ -136,17 +141,18 @@ def test_billion_laughs_is_refused_and_nothing_expands(server):
     proc, port = server
     start = len(proc.lines)
     status, ctype, body = curl_post(port, billion_laughs().encode())
-    assert fault_of(status, ctype, body)[0] == "Client.DTDForbidden"
+    # libxml2 stops a bomb this size at its entity amplification limit, or the parse ends and the DTD is refused
+    assert fault_of(status, ctype, body)[0] in ("Client.XMLSyntaxError", "Client.DTDForbidden")
     assert b"lollol" not in body
     assert len(body) < 2000
-    proc.wait_for(r"fault Client\.DTDForbidden", timeout=5, start=start)
+    proc.wait_for(r'" 500 fault Client\.(XMLSyntaxError|DTDForbidden)', timeout=5, start=start)
     assert "lollol" not in proc.output
 
 
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le"])
 @pytest.mark.parametrize("levels", [3, 6])
-def test_a_dtd_hidden_by_another_encoding_is_refused_after_the_safe_parse(server, encoding, levels):
-    """UTF-16 hides the ASCII bytes `<!DOCTYPE` from the guard; spyne's locked-down parse still finds the DTD.
+def test_a_dtd_in_utf16_is_refused_after_the_safe_parse(server, encoding, levels):
+    """In UTF-16 too: after spyne's locked-down parse the DTD is refused, unused.
 
     A big bomb does not even get that far: libxml2 stops at its entity amplification limit (a syntax error).
     """
@@ -206,8 +212,8 @@ def test_external_entities_never_read_a_local_file(server, secret_file, attack):
     code, message = fault_of(status, ctype, body)
     assert code.startswith("Client"), (code, message)
     if attack != "xinclude":  # the only one without a DTD: spyne just sees no integer in <a>
-        assert code == "Client.DTDForbidden"
-    proc.wait_for(r"-> 500 ", timeout=5, start=start)
+        assert code in ("Client.DTDForbidden", "Client.XMLSyntaxError"), message
+    proc.wait_for(r'" 500 ', timeout=5, start=start)
     assert marker not in proc.output
 
 
@@ -231,8 +237,7 @@ def test_a_body_of_exactly_the_limit_is_served(server):
 def test_oversize_body_is_refused_with_a_fault(server):
     _, port = server
     code, message = client_fault(port, padded_add(MAX_REQUEST_BYTES + 1))
-    assert code == "Client.RequestTooLarge"
-    assert str(MAX_REQUEST_BYTES) in message
+    assert code == "Client.RequestTooLong", message
 
 
 def test_oversize_chunked_body_without_length_is_refused_with_a_fault(server):
@@ -244,7 +249,8 @@ def test_oversize_chunked_body_without_length_is_refused_with_a_fault(server):
 
     r = requests.post(f"http://127.0.0.1:{port}/", data=chunks(), headers={"Content-Type": "text/xml"}, timeout=20)
     assert r.request.headers.get("Transfer-Encoding") == "chunked"
-    assert fault_of(r.status_code, r.headers["Content-Type"], r.content)[0] == "Client.RequestTooLarge"
+    code, message = fault_of(r.status_code, r.headers["Content-Type"], r.content)
+    assert (code, message) == ("Client.RequestTooLong", f"Request body over {MAX_REQUEST_BYTES} bytes")
 
 
 def test_huge_announced_length_is_refused_before_reading(server):
@@ -258,7 +264,7 @@ def test_huge_announced_length_is_refused_before_reading(server):
                 break
             answer += data
     assert answer.startswith(b"HTTP/1.1 500")
-    assert b"Client.RequestTooLarge" in answer
+    assert b"Client.RequestTooLong" in answer
 
 
 def test_garbage_instead_of_http_does_not_hurt_the_server(server):
@@ -294,6 +300,6 @@ def test_server_is_still_serving_and_never_leaked_a_traceback(server):
     proc, port = server
     assert_still_serving(port)
     assert proc.running()
-    assert proc.count(r"-> 500 fault") >= len(MALFORMED) + len(WRONG)
+    assert proc.count(r'" 500 .*fault Client\.') >= len(MALFORMED) + len(WRONG)
     assert "Traceback" not in proc.output
     assert "fault Server" not in proc.output, "a sender's mistake was answered as the server's fault"
