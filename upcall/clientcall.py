@@ -53,6 +53,18 @@ def on_upcall(event: str) -> None:
     show(f"Received upcall from server: {event}")
 
 
+def connect(host: str, port: int, timeout: float) -> socket.socket:
+    """A connection to the server; a refused one is retried until `timeout` (the server may be starting)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return socket.create_connection((host, port), timeout=timeout)
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def read_events(sock: socket.socket, replies: queue.Queue, awaiting_reply: threading.Event, callback) -> None:
     """The reader thread: every line from the server as it comes; the reply to a send, or an upcall."""
     try:
@@ -117,18 +129,12 @@ def main() -> int:
               "--log PATH)", file=sys.stderr)
         log.addHandler(logging.NullHandler())
 
-    deadline = time.monotonic() + args.connect_timeout
-    while True:  # a refused connection is retried until the connect timeout (the server may be starting)
-        try:
-            sock = socket.create_connection((args.host, args.port), timeout=args.connect_timeout)
-            break
-        except OSError as e:
-            if isinstance(e, ConnectionRefusedError) and time.monotonic() < deadline:
-                time.sleep(0.2)
-                continue
-            hint = " (running without Docker? add --host 127.0.0.1)" if "-" in args.host else ""
-            raise ClientError(f"cannot reach the upcall server at {args.host}:{args.port}: "
-                              f"{e.strerror or e}{hint}") from None
+    try:
+        sock = connect(args.host, args.port, args.connect_timeout)
+    except OSError as e:
+        hint = " (running without Docker? add --host 127.0.0.1)" if "-" in args.host else ""
+        where = f"{args.host}:{args.port}"
+        raise ClientError(f"cannot reach the upcall server at {where}: {e.strerror or e}{hint}") from None
     log.info("Connected to %s:%s", args.host, args.port)
     sock.settimeout(None)  # the reader thread waits as long as it takes
     replies: queue.Queue[str | None] = queue.Queue()
