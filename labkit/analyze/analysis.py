@@ -33,9 +33,16 @@ TCP_FLAGS = ((0x01, "FIN"), (0x02, "SYN"), (0x04, "RST"), (0x08, "PSH"), (0x10, 
              (0x40, "ECE"), (0x80, "CWR"))
 
 
+def _flag_name(bits: int) -> str:
+    return "-".join(name for bit, name in TCP_FLAGS if bits & bit) or "none"
+
+
+_FLAG_NAMES = [_flag_name(bits) for bits in range(256)]  # named once: a capture has a segment per packet
+
+
 def flag_name(bits: int) -> str:
     """SYN, SYN-ACK, ACK, PSH-ACK, FIN-ACK, RST, RST-ACK ...: the flags of one segment."""
-    return "-".join(name for bit, name in TCP_FLAGS if bits & bit) or "none"
+    return _FLAG_NAMES[bits & 0xFF]
 
 
 @dataclass
@@ -87,10 +94,10 @@ class Conversation:
     def segments(self) -> list[dict]:
         """Every TCP segment of the connection: frame, time, who sent it, its flags and payload bytes."""
         if "segments" not in self._memo:
-            t0, a_is_client = self._memo.get("t0_ns", 0), self.client_is_a
+            t0, names = self._memo.get("t0_ns", 0), _FLAG_NAMES
+            sender = {self.client_is_a: "client", not self.client_is_a: "server"}
             self._memo["segments"] = [
-                {"frame": frame, "time": (t - t0) / 1e9, "from": "client" if from_a == a_is_client else "server",
-                 "flags": flag_name(bits), "len": size}
+                {"frame": frame, "time": (t - t0) / 1e9, "from": sender[from_a], "flags": names[bits], "len": size}
                 for frame, t, bits, from_a, size in self.conn.log]
         return self._memo["segments"]
 
