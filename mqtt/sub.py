@@ -52,6 +52,8 @@ def on_subscribe(_client, userdata, _mid, reason_codes, _properties):
 
 
 def on_message(_client, userdata, msg):
+    if userdata["done"].is_set():  # --count reached: main is disconnecting, later messages are not ours
+        return
     line = f"Received message: {printable(msg.payload)} (Topic: {msg.topic})"
     print(line)
     if userdata["log"]:
