@@ -140,8 +140,8 @@ def main() -> int:
             client.loop_stop()
     if not finished:
         n = userdata["received"]
-        print(f"{f'Received {n} message' + 's' * (n > 1) if n else 'No messages received'} "
-              f"on {', '.join(args.topic)} in {args.timeout:g}s")
+        got = f"Received {n} message{'s' if n > 1 else ''}" if n else "No messages received"
+        print(f"{got} on {', '.join(args.topic)} in {args.timeout:g}s")
         return 1 if args.count else 0
     return 0
 
