@@ -425,6 +425,20 @@ def test_stops_within_a_second_without_traceback_even_with_open_connections(spaw
         requests.get(f"http://127.0.0.1:{port}/add?a=1&b=2", timeout=2)
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl+C"])
+def test_stops_within_a_second_right_after_the_ready_line_while_workers_still_start(spawn, port, sig):
+    """The ready line comes once the socket listens (gunicorn's when_ready), before the workers have booted."""
+    proc = start_server(spawn, port)
+    started = time.monotonic()
+    if sig == signal.SIGINT:
+        os.killpg(proc.pid, sig)  # Ctrl+C reaches the whole process group
+    else:
+        proc.signal(sig)
+    proc.popen.wait(timeout=10)
+    assert time.monotonic() - started < 1.0, proc.output
+    assert proc.popen.returncode == 0 and "Traceback" not in proc.output and "SIGKILL" not in proc.output, proc.output
+
+
 def test_port_already_taken_gives_one_clear_line_and_exit_code_2(spawn, port):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", port))
