@@ -51,6 +51,13 @@ def unreachable(error: requests.RequestException) -> str:
     return found.group(1).strip() if found else type(error).__name__
 
 
+def at_least_one(text: str) -> int:
+    """argparse type for --repeat: a whole number of at least 1."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {text!r}")
+    return int(text)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default=HOST, help=f"server to connect to (default: {HOST})")
@@ -59,7 +66,7 @@ def main() -> int:
                         help="one of the four operations, all four, or both (add and mul); default: all")
     parser.add_argument("-a", type=float, required=True, help="first number")
     parser.add_argument("-b", type=float, required=True, help="second number")
-    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+    parser.add_argument("--repeat", type=at_least_one, default=1, metavar="N",
                         help="make the calls N times over the same connection (default: 1)")
     parser.add_argument("--timeout", type=float, default=READ_TIMEOUT_SECONDS, metavar="SECONDS",
                         help=f"wait this long for each answer (default: {READ_TIMEOUT_SECONDS})")
