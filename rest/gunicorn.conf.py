@@ -73,8 +73,8 @@ logconfig_dict = {
 
 def when_ready(server):
     """gunicorn hook: the listening socket is open, so the ready line can be printed."""
-    logging.getLogger("rest").info("REST server listening on %s (gunicorn, %d gevent workers)",
-                                   ", ".join(server.cfg.bind), server.cfg.workers)
+    logging.getLogger("rest").info("REST server listening on %s (gunicorn, %d %s workers)",
+                                   ", ".join(server.cfg.bind), server.cfg.workers, server.cfg.worker_class_str)
 
 
 
