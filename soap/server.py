@@ -78,7 +78,7 @@ def note_call(ctx):
     call = f"{ctx.descriptor.name}({','.join(map(str, ctx.in_object))})" if ctx.in_object else ""
     error = ctx.out_error
     outcome = f"= {ctx.out_object[0]}" if error is None else f"fault {error.faultcode}: {error.faultstring}"
-    short = [text if len(text) < 80 else f"{text[:70]}...({len(text)} chars)" for text in (call, outcome)]
+    short = [text if len(text) < 120 else f"{text[:100]}...({len(text)} chars)" for text in (call, outcome)]
     ctx.transport.req_env["soap.call"] = " ".join(text for text in short if text)
 
 
