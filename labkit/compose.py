@@ -87,6 +87,7 @@ class Service:
     stop_grace_period: str | None = None
     container_name: str | None = None
     user: str | None = None
+    pull_policy: str | None = None
     builds: bool = False  # has its own `build:`; else `dockerfile` is that of the service building its image
 
     @property
@@ -249,6 +250,7 @@ def _service(name: str, spec: dict) -> Service:
         stop_grace_period=spec.get("stop_grace_period"),
         container_name=spec.get("container_name"),
         user=spec.get("user"),
+        pull_policy=spec.get("pull_policy"),
         builds=bool(build),
     )
 
@@ -374,7 +376,13 @@ def _check_builds(cf: ComposeFile) -> list[str]:
     builders: dict[tuple, str] = {}
     for svc in cf.services.values():
         if not svc.builds or svc.dockerfile is None:
+            if svc.dockerfile is not None and svc.pull_policy != "never":
+                problems.append(f"{svc.name}: runs the image {svc.image} built here without `pull_policy: never`: "
+                                "compose would try to pull it from a registry")
             continue
+        if svc.image and svc.pull_policy != "build":
+            problems.append(f"{svc.name}: builds {svc.image} without `pull_policy: build`: compose would first try "
+                            "to pull that name from a registry")
         if not svc.image:
             problems.append(f"{svc.name}: build without `image:`: name the image so that other services can share it")
         key = (svc.context, svc.dockerfile.path)

@@ -5,7 +5,7 @@
 DOCKER_COMPOSE ?= docker compose
 HOST_PY ?= $(if $(wildcard .venv/bin/python),.venv/bin/python,python3)
 
-.PHONY: check-compose
+.PHONY: check-compose docker-standins
 
 # $(call compose,<proto>): the compose command for one protocol, after checking the name.
 compose = $(if $(filter $(1),$(PROTOS)),$(DOCKER_COMPOSE) -f compose/$(1).yml,\
@@ -40,3 +40,6 @@ demo-docker-%: ## Docker: start a protocol and run its scripted demo inside the 
 check-compose: setup-test ## Docker files checked without Docker: compose config, scripts, flags, variables
 	$(PY) -m labkit.compose check
 	.venv/bin/hadolint $(addsuffix /Dockerfile,$(PROTOS))
+
+docker-standins: ## Docker: build local stand-ins for the base images where no registry answers (root; test fixtures)
+	scripts/docker-standins.sh

@@ -114,7 +114,7 @@ def test_all_images_share_one_pinned_python_base_and_run_as_non_root(files):
         assert df.user and df.user.split(":")[0] not in ("0", "root"), df.path
         # requirements are installed before the code is copied, so code edits keep the pip layer cached;
         # the folder alone is the build context: no labkit, no PYTHONPATH
-        assert [src for src, _ in df.copies] == ["requirements.txt", "docker-entrypoint.sh", "."], df.path
+        assert [src for src, _ in df.copies] == ["requirements.txt", "*.crt", "docker-entrypoint.sh", "."], df.path
         assert "PYTHONPATH" not in df.env
 
 
