@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -19,10 +17,12 @@ from helpers import (
     PUBLISHED,
     RECEIVED,
     SHIPPED_MOSQUITTO_CONF,
+    copy_folder_alone,
     index_of,
     matches,
     mosquitto_with_conf,
     script_constant,
+    standalone_env,
     start_pub,
     start_sub,
 )
@@ -354,21 +354,13 @@ def test_shipped_mosquitto_conf_serves_pub_and_sub(spawn, tmp_path):
     broker.wait_for(r"New client connected from 127\.0\.0\.1")  # connection_messages: joins show in its log
 
 
-def copy_of_the_folder(tmp_path: Path) -> Path:
-    """mqtt/ copied alone, as an instructor copies it into another course: no repo, no labkit around it."""
-    copy = tmp_path / "mqtt"
-    shutil.copytree(REPO / "mqtt", copy, ignore=shutil.ignore_patterns("__pycache__", "*.log"))
-    return copy
-
-
 def run_copy(spawn, copy: Path, script: str, *args: str, cwd: Path | None = None) -> Proc:
-    """A script of the copy, run with the venv's interpreter, no PYTHONPATH (nothing but its folder and paho)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONUNBUFFERED")}
-    return spawn([sys.executable, script, *args], cwd=str(cwd or copy), env=env, label=script)
+    """A script of the copy, run with the venv's interpreter and no PYTHONPATH (nothing but its folder and paho)."""
+    return spawn([sys.executable, script, *args], cwd=str(cwd or copy), env=standalone_env(), label=script)
 
 
 def test_the_folder_copied_alone_runs_with_its_own_mosquitto_conf(spawn, tmp_path):
-    copy = copy_of_the_folder(tmp_path)
+    copy = copy_folder_alone("mqtt", tmp_path)  # as an instructor copies it into a course
     for path in copy.glob("*.py"):
         assert "labkit" not in path.read_text(encoding="utf-8"), path.name
     broker, port = mosquitto_with_conf(spawn, copy / "mosquitto.conf", copy / "mosquitto.conf")
@@ -387,7 +379,7 @@ def test_the_folder_copied_alone_runs_with_its_own_mosquitto_conf(spawn, tmp_pat
 
 def test_edited_topic_constants_reach_the_subscriber_on_that_topic_and_no_other(spawn, broker, tmp_path):
     """Seed 002's edit, made where pub.py and sub.py keep their topics: TOPICS (and MESSAGE) at the top."""
-    copy = copy_of_the_folder(tmp_path)
+    copy = copy_folder_alone("mqtt", tmp_path)  # as an instructor copies it into a course
     edits = {"pub.py": {"TOPICS": '["sister/channel/gaming"]', "MESSAGE": repr(SEED_002_MESSAGE)},
              "sub.py": {"TOPICS": '["sister/channel/gaming"]'}}
     for script, constants in edits.items():
