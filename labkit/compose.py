@@ -116,11 +116,15 @@ class Service:
         return {**(self.dockerfile.env if self.dockerfile else {}), **self.environment}
 
     def local_env(self) -> dict[str, str]:
-        """container_env() for a plain process here: paths mapped to the host, labkit importable."""
+        """container_env() for a plain process here: a path in the container becomes its host path, and a
+        variable naming a container-only path (SERVER_LOG=/tmp/server.log) is left out."""
         env = python_env()
         for key, value in self.container_env().items():
-            if key == "PYTHONPATH":
-                value = ":".join(str(self.host_path(p) or p) for p in value.split(":"))
+            if value.startswith("/"):
+                mapped = self.host_path(value)
+                if mapped is None:
+                    continue
+                value = str(mapped)
             env[key] = value
         return env
 

@@ -14,6 +14,7 @@ One compose project is up at a time; images built in a run are reused by later t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -246,44 +247,66 @@ def finish(p: Project) -> None:
     assert seconds < DOWN_SECONDS
 
 
+@contextlib.contextmanager
+def server_session(p: Project, script: str, tmp_path: Path):
+    """The seeds' session around a server: `up`, tcpdump on the bridge, `exec <server> python <script>`
+    following in terminal 1 (yielded); the test runs its clients in the `with` body; then Ctrl+C,
+    the packets on the bridge, `make capture-<p>`, an edit applied by `restart`, and `down`."""
+    cold_up(p)
+    bridge = Bridge(p.proto, tmp_path / f"{p.proto}.pcap")
+    follower = follow_server(p, script)
+    yield follower
+    stop_following(p, follower, script)
+    bridge.packets(PROTOCOLS[p.proto].port)
+    make_capture(p)
+    restart_applies_an_edit(p, script)
+    finish(p)
+
+
+def interactive_client(p: Project, command: str, lines: list[str], reply: str, follower: Proc) -> Proc:
+    """A seed's interactive client in terminal 2: types each line once the client runs, waits for the reply
+    to each comma-separated message (`reply` with {} for it) and for the server's line, then types bye."""
+    client = p.terminal(command)
+    service, script = command.split()[1], command.split()[3]
+    deadline = time.monotonic() + LINE_TIMEOUT
+    while not any(c.startswith(f"python {script}") for c in p.container_processes(service)):
+        assert time.monotonic() < deadline and client.running(), client.output
+        time.sleep(0.2)
+    for line in lines:
+        client.send(line + "\n")
+        for message in line.split(","):
+            client.wait_for(re.escape(reply.format(message)) + "$", timeout=LINE_TIMEOUT)
+            follower.wait_for(rf"Received from client: {re.escape(message)}$", timeout=LINE_TIMEOUT)
+    client.send("bye\n")
+    assert client.wait(LINE_TIMEOUT) == 0, client.output
+    show(f"{p.compose} {command}", client.output)
+    return client
+
+
 # ---------------------------------------------------------------- the five protocols, as the seeds ran them
 
 
 def test_rest_seed_session(usual_checkout, project, tmp_path):
     p = project(usual_checkout, "rest")
-    cold_up(p)
-    bridge = Bridge("rest", tmp_path / "rest.pcap")
-    follower = follow_server(p, "server.py")
-    for a, b, expected in (("2", "3", "add(2.0,3.0) = 5.0\nmul(2.0,3.0) = 6.0"),
-                           ("3", "4", "add(3.0,4.0) = 7.0\nmul(3.0,4.0) = 12.0")):
-        command = f"exec rest-client python client.py --op both -a {a} -b {b}"
-        out = p.run(command)
-        show(f"{p.compose} {command}", out)
-        assert out.strip() == expected
-    follower.wait_for_count(r"GET /(add|mul)", 4, timeout=LINE_TIMEOUT)
-    stop_following(p, follower, "server.py")
-    with urllib.request.urlopen(f"http://127.0.0.1:{REST_HOST_PORT}/add?a=2&b=3", timeout=10) as answer:
-        assert json.load(answer) == {"result": 5.0}
-    bridge.packets(PROTOCOLS["rest"].port)
-    make_capture(p)
-    restart_applies_an_edit(p, "server.py")
-    finish(p)
+    with server_session(p, "server.py", tmp_path) as follower:
+        for a, b, expected in (("2", "3", "add(2.0,3.0) = 5.0\nmul(2.0,3.0) = 6.0"),
+                               ("3", "4", "add(3.0,4.0) = 7.0\nmul(3.0,4.0) = 12.0")):
+            command = f"exec rest-client python client.py --op both -a {a} -b {b}"
+            out = p.run(command)
+            show(f"{p.compose} {command}", out)
+            assert out.strip() == expected
+        follower.wait_for_count(r"GET /(add|mul)", 4, timeout=LINE_TIMEOUT)
+        with urllib.request.urlopen(f"http://127.0.0.1:{REST_HOST_PORT}/add?a=2&b=3", timeout=10) as answer:
+            assert json.load(answer) == {"result": 5.0}
 
 
 def test_soap_seed_session(usual_checkout, project, tmp_path):
     p = project(usual_checkout, "soap")
-    cold_up(p)
-    bridge = Bridge("soap", tmp_path / "soap.pcap")
-    follower = follow_server(p, "server.py")
-    out = p.run("exec soap-client python client.py")
-    show(f"{p.compose} exec soap-client python client.py", out)
-    assert re.search(r"^\w+\(-?\d+,-?\d+\) = -?[\d.]+$", out, re.MULTILINE) and "Traceback" not in out, out
-    follower.wait_for(r"POST", timeout=LINE_TIMEOUT)
-    stop_following(p, follower, "server.py")
-    bridge.packets(PROTOCOLS["soap"].port)
-    make_capture(p)
-    restart_applies_an_edit(p, "server.py")
-    finish(p)
+    with server_session(p, "server.py", tmp_path) as follower:
+        out = p.run("exec soap-client python client.py")
+        show(f"{p.compose} exec soap-client python client.py", out)
+        assert re.search(r"^\w+\(-?\d+,-?\d+\) = -?[\d.]+$", out, re.MULTILINE) and "Traceback" not in out, out
+        follower.wait_for(r"POST", timeout=LINE_TIMEOUT)
 
 
 def test_mqtt_seed_session(usual_checkout, project, tmp_path):
@@ -333,45 +356,19 @@ def test_mqtt_seed_session(usual_checkout, project, tmp_path):
 
 def test_reqresp_seed_session(usual_checkout, project, tmp_path):
     p = project(usual_checkout, "reqresp")
-    cold_up(p)
-    bridge = Bridge("reqresp", tmp_path / "reqresp.pcap")
-    follower = follow_server(p, "server.py")
-    client = p.terminal("exec reqresp-client python client.py")
-    for message in ("halo wayan", "bagaimana kabarmu", "baik"):
-        client.send(message + "\n")
-        client.wait_for(rf"Received from server: Echo: {message}$", timeout=LINE_TIMEOUT)
-        follower.wait_for(rf"Received from client: {message}$", timeout=LINE_TIMEOUT)
-    client.send("bye\n")
-    assert client.wait(LINE_TIMEOUT) == 0, client.output
-    show(f"{p.compose} exec reqresp-client python client.py", client.output)
-    stop_following(p, follower, "server.py")
-    bridge.packets(PROTOCOLS["reqresp"].port)
-    make_capture(p)
-    restart_applies_an_edit(p, "server.py")
-    finish(p)
+    with server_session(p, "server.py", tmp_path) as follower:
+        interactive_client(p, "exec reqresp-client python client.py", ["halo wayan", "bagaimana kabarmu", "baik"],
+                           "Received from server: Echo: {}", follower)
 
 
 def test_upcall_seed_session(usual_checkout, project, tmp_path):
     p = project(usual_checkout, "upcall")
     log = usual_checkout / "upcall" / "client_log.txt"
-    cold_up(p)
-    bridge = Bridge("upcall", tmp_path / "upcall.pcap")
-    follower = follow_server(p, "servercall.py")
-    client = p.terminal("exec upcall-client python clientcall.py")
-    client.send("halo putri,kamu di mana\n")
-    for message in ("halo putri", "kamu di mana"):
-        client.wait_for(rf"Received upcall from server: Upcall event: Processing {message}$", timeout=LINE_TIMEOUT)
-        follower.wait_for(rf"Received from client: {message}$", timeout=LINE_TIMEOUT)
-    client.send("bye\n")
-    assert client.wait(LINE_TIMEOUT) == 0, client.output
-    show(f"{p.compose} exec upcall-client python clientcall.py", client.output)
-    stop_following(p, follower, "servercall.py")
-    assert "halo putri" in log.read_text(encoding="utf-8")
-    assert owner_of(log) == USUAL_OWNER
-    bridge.packets(PROTOCOLS["upcall"].port)
-    make_capture(p)
-    restart_applies_an_edit(p, "servercall.py")
-    finish(p)
+    with server_session(p, "servercall.py", tmp_path) as follower:
+        interactive_client(p, "exec upcall-client python clientcall.py", ["halo putri,kamu di mana"],
+                           "Received upcall from server: Upcall event: Processing {}", follower)
+        assert "halo putri" in log.read_text(encoding="utf-8")
+        assert owner_of(log) == USUAL_OWNER
 
 
 # ---------------------------------------------------------------- logs in any checkout
