@@ -76,6 +76,8 @@ def main() -> int:
     p.add_argument("--reply-timeout", type=float, default=REPLY_TIMEOUT_SECONDS, metavar="SECONDS",
                    help=f"give up waiting for a reply after this long (default: {REPLY_TIMEOUT_SECONDS:g})")
     args = p.parse_args()
+    if not 1 <= args.port <= 65535:
+        p.error(f"--port must be 1-65535, not {args.port}")
     sys.stdout.reconfigure(line_buffering=True)
     sys.stdin.reconfigure(errors="replace")
 

@@ -183,6 +183,8 @@ def main() -> int:
     p.add_argument("--idle-timeout", type=float, default=IDLE_TIMEOUT_SECONDS, metavar="SECONDS")
     p.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS, metavar="N")
     args = p.parse_args()
+    if not 1 <= args.port <= 65535:
+        p.error(f"--port must be 1-65535, not {args.port}")
     IDLE_TIMEOUT_SECONDS, MAX_CONNECTIONS = args.idle_timeout, args.max_connections
     try:
         asyncio.run(serve(args.host, args.port))

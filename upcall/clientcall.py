@@ -119,6 +119,8 @@ def main() -> int:
     p.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT_SECONDS, metavar="SECONDS")
     p.add_argument("--reply-timeout", type=float, default=REPLY_TIMEOUT_SECONDS, metavar="SECONDS")
     args = p.parse_args()
+    if not 1 <= args.port <= 65535:
+        p.error(f"--port must be 1-65535, not {args.port}")
     sys.stdin.reconfigure(errors="replace")
     log.setLevel(logging.INFO)
     try:

@@ -221,6 +221,8 @@ def main() -> int:
     p.add_argument("--idle-timeout", type=float, default=IDLE_TIMEOUT_SECONDS, metavar="SECONDS")
     p.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS, metavar="N")
     args = p.parse_args()
+    if not 1 <= args.port <= 65535:
+        p.error(f"--port must be 1-65535, not {args.port}")
     if not 0 <= args.progress_delay <= args.done_delay:
         p.error("need 0 <= --progress-delay <= --done-delay")
     PROGRESS_DELAY_SECONDS, DONE_DELAY_SECONDS = args.progress_delay, args.done_delay
