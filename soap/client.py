@@ -32,12 +32,6 @@ def operations_of(host: str, port: int, timeout: float):
     return client.create_service(binding.name, f"http://{host}:{port}/"), list(binding.all())
 
 
-def at_least_one(text: str) -> int:
-    if int(text) < 1:  # not a number at all: argparse says "invalid at_least_one value"
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
-    return int(text)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default=HOST, help=f"server to call (default: {HOST})")
@@ -45,11 +39,13 @@ def main() -> int:
     parser.add_argument("--op", default="all", help="an operation the WSDL offers, or all of them (default: all)")
     parser.add_argument("-a", type=int, default=10, help="first integer operand (default: 10)")
     parser.add_argument("-b", type=int, default=5, help="second integer operand (default: 5)")
-    parser.add_argument("--repeat", type=at_least_one, default=1, metavar="N",
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
                         help="make the calls N times over one connection, for `make compare` (default: 1)")
     parser.add_argument("--timeout", type=float, default=READ_TIMEOUT_SECONDS, metavar="SECONDS",
                         help=f"seconds to wait for each answer (default: {READ_TIMEOUT_SECONDS})")
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error(f"argument --repeat: must be at least 1, not {args.repeat}")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     server = f"the SOAP server at {args.host}:{args.port}"
     try:

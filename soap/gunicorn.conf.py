@@ -70,12 +70,11 @@ def post_fork(server, worker):  # noqa: ARG001 - gunicorn's hook signature
         signal.signal(sig, lambda *_: os._exit(0))
 
 
-def post_worker_init(worker):
+def post_worker_init(worker):  # noqa: ARG001 - gunicorn's hook signature
     """Hook, in each worker once booted: SIGTERM, or SIGQUIT (the master's on Ctrl+C), ends the worker after
     STOP_GRACE_SECONDS for calls in progress (gevent's own graceful stop waits in whole seconds)."""
 
     def stop():
-        worker.alive = False  # accept no new connection
         gevent.spawn_later(STOP_GRACE_SECONDS, os._exit, 0)
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
