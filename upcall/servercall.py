@@ -46,6 +46,7 @@ server_log = None  # with SERVER_LOG set, the file that every printed line is ap
 
 
 def log(line: str) -> None:
+    """Print one line of the server's output (and append it to SERVER_LOG, when that is set)."""
     print(line, flush=True)
     if server_log:
         server_log.write(line + "\n")
