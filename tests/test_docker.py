@@ -20,6 +20,7 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import time
 import urllib.request
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from labkit import compose
 from labkit.procs import REPO, Proc
 from labkit.protocols import PROTOCOLS, REST_HOST_PORT
 
@@ -82,6 +84,19 @@ class Project:
                               stdin=None if stdin is not None else subprocess.DEVNULL)
         assert done.returncode == 0, f"`{shlex.join(argv)}` exited {done.returncode}:\n{done.stdout}{done.stderr}"
         return done.stdout + done.stderr
+
+    def up(self, flags: str = "-d --wait") -> str:
+        """`up <flags>`, after checking that the host ports the file publishes are free (a clear failure,
+        not compose's "address already in use", when another program holds one)."""
+        for port in (int(p["published"]) for svc in compose.load(self.root / "compose" / f"{self.proto}.yml")
+                     .services.values() for p in svc.ports if p.get("published")):
+            with socket.socket() as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError as e:
+                    pytest.fail(f"127.0.0.1:{port} is taken by another program ({e.strerror}): `ss -ltnp` names it")
+        return self.run(f"up {flags}")
 
     def terminal(self, command: str) -> Proc:
         """`docker compose ... <command>` in a terminal of its own, as a student types it."""
@@ -152,7 +167,7 @@ def cold_up(p: Project) -> None:
     image = f"lab-{p.proto}:latest"
     cold = subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode != 0
     started = time.monotonic()
-    out = p.run("up -d --build --wait")
+    out = p.up("-d --build --wait")
     seconds = time.monotonic() - started
     size = json.loads(subprocess.run(["docker", "image", "inspect", image], capture_output=True, text=True,
                                      check=True).stdout)[0]["Size"]
@@ -379,7 +394,7 @@ def test_client_logs_land_in_the_folder_owned_by_the_checkouts_owner(tmp_path, p
     needs_root()
     root = checkout(tmp_path / "lab", owner)
     upcall = project(root, "upcall")
-    upcall.run("up -d --wait")
+    upcall.up()
     out = upcall.run("exec -T upcall-client python clientcall.py", stdin="wanda,riri\nbye\n")
     assert "Upcall event: Processing riri" in out, out
     log = root / "upcall" / "client_log.txt"
@@ -387,7 +402,7 @@ def test_client_logs_land_in_the_folder_owned_by_the_checkouts_owner(tmp_path, p
     upcall.down()
 
     mqtt = project(root, "mqtt")
-    mqtt.run("up -d --wait")
+    mqtt.up()
     sub = mqtt.terminal("exec mqtt-sub python sub.py --count 2")
     sub.wait_for(r"Subscribed", timeout=LINE_TIMEOUT)
     mqtt.run("exec mqtt-pub python pub.py --count 1")
@@ -406,7 +421,7 @@ def test_without_a_writable_folder_both_clients_warn_once_and_keep_running(tmp_p
     for folder in ("upcall", "mqtt"):
         (root / folder).chmod(0o555)  # nobody but root may write: lab becomes uid 1001
     upcall = project(root, "upcall")
-    upcall.run("up -d --wait")
+    upcall.up()
     client = upcall.terminal("exec upcall-client python clientcall.py")
     client.send("wanda,bye\n")
     assert client.wait(LINE_TIMEOUT) == 0, client.output
@@ -414,7 +429,7 @@ def test_without_a_writable_folder_both_clients_warn_once_and_keep_running(tmp_p
     upcall.down()
 
     mqtt = project(root, "mqtt")
-    mqtt.run("up -d --wait")
+    mqtt.up()
     sub = mqtt.terminal("exec mqtt-sub python sub.py --count 2")
     sub.wait_for(r"Subscribed", timeout=LINE_TIMEOUT)
     mqtt.run("exec mqtt-pub python pub.py --count 1")
