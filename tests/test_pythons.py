@@ -4,9 +4,10 @@ For each interpreter found (pyenv's `~/.pyenv/versions/3.X.*`, or `python3.X` on
 `scripts/setup.sh demo` and then `scripts/setup.sh analyze` build a venv with `PYTHON=<it>`, in a
 scratch copy of the setup script and requirement files under `.cache/pythons/` (git-ignored, one
 per interpreter and kept: setup.sh's stamps make a rerun reuse the venv and reinstall only changed
-pins). That venv's Python then runs the five scripted demos (`python -m labkit.demo`), a SOAP server
-answering a division by zero, a DTD with an entity and a malformed envelope with Faults, and the
-analyzer on a synthetic capture. The whole test suite runs on one Python (`make test`'s .venv); this
+pins). That venv's Python then runs the five scripted demos (`python -m labkit.demo`; as root in a
+network namespace of their own, so their fixed ports are free), a SOAP server answering a division
+by zero, a DTD with an entity and a malformed envelope with Faults, and the analyzer on a synthetic
+capture. The whole test suite runs on one Python (`make test`'s .venv); this
 module is what covers the others.
 """
 
@@ -106,8 +107,16 @@ def test_setup_built_the_venv_on_the_python_asked_for(python, request):
     assert {p.name for p in venv.glob(".setup-*")} == {".setup-folders", ".setup-lab"}
 
 
+def own_loopback() -> list[str]:
+    """As root: a network namespace of the demo's own, so servers elsewhere on this machine holding the
+    demos' fixed ports (a system Mosquitto on 1883, another checkout's demo) cannot collide with it."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return []
+    return ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh"]
+
+
 def test_the_five_demos_run(python):
-    done = subprocess.run([python, "-m", "labkit.demo", *NAMES], cwd=REPO, env=python_env(),
+    done = subprocess.run([*own_loopback(), python, "-m", "labkit.demo", *NAMES], cwd=REPO, env=python_env(),
                           capture_output=True, text=True, timeout=DEMO_TIMEOUT)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
