@@ -32,7 +32,10 @@ from labkit import compose
 from labkit.procs import REPO, Proc
 from labkit.protocols import PROTOCOLS, REST_HOST_PORT
 
-pytestmark = pytest.mark.usefixtures("docker_engine")
+#: Seconds one test may take: the first one also builds the base-image stand-ins on a fresh machine
+#: (debootstrap, about 2.5 min) and its images and the capture sidecar cold (pip, apt).
+DOCKER_TEST_TIMEOUT = 900
+pytestmark = [pytest.mark.usefixtures("docker_engine"), pytest.mark.timeout(DOCKER_TEST_TIMEOUT)]
 
 #: `docker compose down` must come back within this many seconds (issue 10).
 DOWN_SECONDS = 15.0
