@@ -392,6 +392,18 @@ def test_upcall_seed_session(usual_checkout, project, tmp_path):
 # ---------------------------------------------------------------- logs in any checkout
 
 
+def mqtt_subscriber_session(root: Path, project) -> Proc:
+    """In the checkout at `root`: `up`, a subscriber for 2 messages, a publisher of one round, `down`."""
+    mqtt = project(root, "mqtt")
+    mqtt.up()
+    sub = mqtt.terminal("exec mqtt-sub python sub.py --count 2")
+    sub.wait_for(r"Subscribed", timeout=LINE_TIMEOUT)
+    mqtt.run("exec mqtt-pub python pub.py --count 1")
+    assert sub.wait(LINE_TIMEOUT) == 0, sub.output
+    mqtt.down()
+    return sub
+
+
 @pytest.mark.parametrize("owner", [0, 1001], ids=["root-owned", "uid-1001"])
 def test_client_logs_land_in_the_folder_owned_by_the_checkouts_owner(tmp_path, project, owner):
     needs_root()
@@ -404,15 +416,9 @@ def test_client_logs_land_in_the_folder_owned_by_the_checkouts_owner(tmp_path, p
     assert "riri" in log.read_text(encoding="utf-8") and owner_of(log) == owner
     upcall.down()
 
-    mqtt = project(root, "mqtt")
-    mqtt.up()
-    sub = mqtt.terminal("exec mqtt-sub python sub.py --count 2")
-    sub.wait_for(r"Subscribed", timeout=LINE_TIMEOUT)
-    mqtt.run("exec mqtt-pub python pub.py --count 1")
-    assert sub.wait(LINE_TIMEOUT) == 0, sub.output
+    mqtt_subscriber_session(root, project)
     log = root / "mqtt" / "mqtt_messages.log"
     assert "Received message:" in log.read_text(encoding="utf-8") and owner_of(log) == owner
-    mqtt.down()
 
 
 WARNING = r"^warning: cannot write .*; not logging \(choose another file with --log PATH\)$"
@@ -431,14 +437,8 @@ def test_without_a_writable_folder_both_clients_warn_once_and_keep_running(tmp_p
     assert client.count(WARNING) == 1 and "Processing wanda" in client.output, client.output
     upcall.down()
 
-    mqtt = project(root, "mqtt")
-    mqtt.up()
-    sub = mqtt.terminal("exec mqtt-sub python sub.py --count 2")
-    sub.wait_for(r"Subscribed", timeout=LINE_TIMEOUT)
-    mqtt.run("exec mqtt-pub python pub.py --count 1")
-    assert sub.wait(LINE_TIMEOUT) == 0, sub.output
+    sub = mqtt_subscriber_session(root, project)
     assert sub.count(WARNING) == 1 and sub.count("^Received message:") == 2, sub.output
-    mqtt.down()
     assert not (root / "upcall" / "client_log.txt").exists() and not (root / "mqtt" / "mqtt_messages.log").exists()
 
 
