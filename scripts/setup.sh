@@ -103,7 +103,7 @@ if [[ -e .venv && -z "$venv_id" ]]; then
 elif [[ -n "${PYTHON:-}" && -n "$venv_id" && "$venv_id" != "$want_id" ]]; then
   rebuild="has Python ${venv_id%% *} (${venv_id#* }), PYTHON asks for ${want_id%% *} (${want_id#* })"
 elif [[ -n "$venv_id" ]] && ! accepted "$venv_id"; then
-  rebuild="has Python ${venv_id%% *}, $profile needs $range"
+  rebuild="has Python ${venv_id%% *}; $profile needs Python $range"
 fi
 if [[ -n "$rebuild" ]]; then
   say ".venv $rebuild: rebuilding .venv with Python ${want_id%% *}"
