@@ -1,11 +1,8 @@
 """Upcall, the client side: it registers a callback, and the server calls it, unasked.
 
-A reader thread listens to the server all the time. The reply to the message just sent goes
-back to the main thread; every other line (Progress, Done) is an upcall, handed to the
-registered callback on the reader thread, even while the user is still typing at the prompt.
+A reader thread listens all the time: the reply to the message just sent goes back to the main
+thread, every other line (Progress, Done) to the callback `on_upcall()`, even while the user types.
 """
-
-from __future__ import annotations
 
 import argparse
 import itertools
@@ -20,15 +17,11 @@ from pathlib import Path
 
 HOST = "upcall-server"  # the compose service name; without Docker use --host 127.0.0.1
 PORT = 4141
-#: How long the client tries to connect (retrying while the server is still starting).
-CONNECT_TIMEOUT_SECONDS = 10.0
-#: How long the client waits for the `Processing` reply to each message, and for the end after bye.
-REPLY_TIMEOUT_SECONDS = 10.0
-#: Everything sent and received, and every error, is logged here (--log overrides).
-LOG_FILE = Path(__file__).resolve().with_name("client_log.txt")
+CONNECT_TIMEOUT_SECONDS = 10.0  # how long the client tries to connect (retrying while the server is starting)
+REPLY_TIMEOUT_SECONDS = 10.0  # how long it waits for the reply to each message, and for the end after bye
+LOG_FILE = Path(__file__).resolve().with_name("client_log.txt")  # everything sent and received, every error
 REPLY_PREFIXES = ("Upcall event: Processing ", "Upcall event: Error:")  # what answers a message
-#: Sent to end the conversation; the server sends the events still in flight, then closes.
-BYE = "bye"
+BYE = "bye"  # sent to end the conversation; the server sends the events still in flight, then closes
 FIRST_PROMPT = "Enter message(s), comma-separated (bye to quit): "
 NEXT_PROMPT = "Enter another message(s), comma-separated (bye to quit): "
 
@@ -37,8 +30,11 @@ console = threading.Lock()  # one thread prints at a time
 prompt_shown = ""  # the prompt the user is answering right now, if any
 
 
-class ClientError(Exception):
-    """Printed as one line `error: ...` (and logged), exit status 1."""
+def fail(reason: str) -> None:
+    """Stop the client: the reason as one line `error: ...` (logged as an ERROR too), exit status 1."""
+    log.error("%s", reason)
+    print(f"error: {reason}", file=sys.stderr)
+    sys.exit(1)
 
 
 def show(line: str) -> None:
@@ -82,14 +78,6 @@ def read_events(sock: socket.socket, replies: queue.Queue, awaiting_reply: threa
     replies.put(None)
 
 
-def send(sock: socket.socket, message: str) -> None:
-    log.info("Sent: %s", message)
-    try:
-        sock.sendall(f"{message}\n".encode())
-    except OSError as e:
-        raise ClientError(f"lost the connection to the upcall server: {e.strerror or e}") from None
-
-
 def typed_lines():
     """The lines the user types at the prompt, until end of input (Ctrl+D)."""
     global prompt_shown
@@ -101,11 +89,10 @@ def typed_lines():
         try:
             line = input()
         except EOFError:
-            line = None
-        prompt_shown = ""
-        if line is None:
+            prompt_shown = ""
             show("")  # end the prompt's line
             return
+        prompt_shown = ""
         yield line
 
 
@@ -122,10 +109,9 @@ def main() -> int:
     if not 1 <= args.port <= 65535:
         p.error(f"--port must be 1-65535, not {args.port}")
     sys.stdin.reconfigure(errors="replace")
-    log.setLevel(logging.INFO)
     try:
-        log.addHandler(logging.FileHandler(args.log, encoding="utf-8"))
-        log.handlers[0].setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logging.basicConfig(filename=args.log, encoding="utf-8", level=logging.INFO,
+                            format="%(asctime)s %(levelname)s %(message)s")
     except OSError as e:
         print(f"warning: cannot write {args.log}: {e.strerror or e}; not logging (choose another file with "
               "--log PATH)", file=sys.stderr)
@@ -135,14 +121,12 @@ def main() -> int:
         sock = connect(args.host, args.port, args.connect_timeout)
     except OSError as e:
         hint = " (running without Docker? add --host 127.0.0.1)" if "-" in args.host else ""
-        where = f"{args.host}:{args.port}"
-        raise ClientError(f"cannot reach the upcall server at {where}: {e.strerror or e}{hint}") from None
+        fail(f"cannot reach the upcall server at {args.host}:{args.port}: {e.strerror or e}{hint}")
     log.info("Connected to %s:%s", args.host, args.port)
     sock.settimeout(None)  # the reader thread waits as long as it takes
     replies: queue.Queue[str | None] = queue.Queue()
     awaiting_reply = threading.Event()
-    reader = threading.Thread(target=read_events, args=(sock, replies, awaiting_reply, on_upcall),
-                              name="upcall-reader", daemon=True)
+    reader = threading.Thread(target=read_events, args=(sock, replies, awaiting_reply, on_upcall), daemon=True)
     reader.start()
     try:
         lines = itertools.chain([args.messages] if args.messages else [], typed_lines())
@@ -150,17 +134,21 @@ def main() -> int:
             if message.lower() == BYE:
                 break
             awaiting_reply.set()
-            send(sock, message)
+            log.info("Sent: %s", message)
+            sock.sendall(f"{message}\n".encode())
             try:
                 reply = replies.get(timeout=args.reply_timeout)
             except queue.Empty:
-                raise ClientError(f"no reply from the upcall server within {args.reply_timeout:g} s") from None
+                fail(f"no reply from the upcall server within {args.reply_timeout:g} s")
             if reply is None:
-                raise ClientError("the upcall server closed the connection")
+                fail("the upcall server closed the connection")
             show(f"Received upcall from server: {reply}")
-        send(sock, BYE)  # bye typed, or the end of input (which means the same)
+        log.info("Sent: %s", BYE)  # bye typed, or the end of input (which means the same)
+        sock.sendall(f"{BYE}\n".encode())
         reader.join(args.reply_timeout)  # the server sends what is still in flight, then closes
         return 0
+    except OSError as e:
+        fail(f"lost the connection to the upcall server: {e.strerror or e}")
     finally:
         sock.close()
         log.info("Connection closed")
@@ -170,9 +158,5 @@ if __name__ == "__main__":
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # docker stop, kill: a clean exit
     try:
         sys.exit(main())
-    except ClientError as e:
-        log.error("%s", e)
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

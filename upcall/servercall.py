@@ -1,11 +1,8 @@
 """Upcall: the server calls the client back on its own initiative, not only in reply.
 
-For each message the server answers at once `Upcall event: Processing <message>`; then, while
-it "works" on the message, it sends `Progress` and `Done` events nobody asked for (see
-`handle_message()`). So the client must listen all the time, not only after it has sent.
+Each message is answered at once (`Processing`); then, while the server "works" on it, it sends
+`Progress` and `Done` nobody asked for (`handle_message()`), so the client must listen all the time.
 """
-
-from __future__ import annotations
 
 import argparse
 import asyncio
@@ -19,29 +16,18 @@ import time
 HOST = "0.0.0.0"  # every interface, so that the client container can reach the server
 PORT = 4141
 DNS_NAME = "upcall-server"  # the compose service name: how the client container finds the server
-#: Every line the server sends starts with this, errors too.
-EVENT_PREFIX = "Upcall event: "
-#: Seconds after a message arrives that the server calls back with `Progress <message> 50%`.
-PROGRESS_DELAY_SECONDS = 0.5
-#: Seconds after a message arrives that the server calls back with `Done <message>`.
-DONE_DELAY_SECONDS = 1.0
-#: Messages one connection may have in processing; beyond that the server reads nothing more from
-#: that client until one is done (and TCP flow control slows the sender down).
-MAX_IN_FLIGHT = 64
-#: Longest message accepted, in bytes of UTF-8 without the line ending. A longer line is
-#: answered `Upcall event: Error: line too long` and discarded; the connection stays open.
+EVENT_PREFIX = "Upcall event: "  # every line the server sends starts with this, errors too
+PROGRESS_DELAY_SECONDS = 0.5  # after a message arrives, the server calls back with `Progress <message> 50%`
+DONE_DELAY_SECONDS = 1.0  # and then with `Done <message>`
+MAX_IN_FLIGHT = 64  # messages in processing per connection; beyond that the server reads no more until one is done
+#: Longest message, in bytes of UTF-8 without the line ending; a longer one gets `Error: line too long`.
 MAX_LINE_BYTES = 64 * 1024
-#: A client that sends nothing (or reads nothing) for this long is sent
-#: `Upcall event: Error: idle timeout` and disconnected.
-IDLE_TIMEOUT_SECONDS = 300.0
-#: Lines answered for one client before the others get their turn: one pouring lines delays nobody.
-LINES_PER_TURN = 100
-#: Clients served at once; one more is told `Upcall event: Error: server busy` and disconnected.
-MAX_CONNECTIONS = 256
-#: The message that ends a conversation: the server sends the events still in flight, then closes.
-BYE = "bye"
+IDLE_TIMEOUT_SECONDS = 300.0  # a client that sends no line (or reads nothing) this long: `Error: idle timeout`, closed
+LINES_PER_TURN = 100  # lines answered for one client before the others get their turn: a pouring one delays nobody
+MAX_CONNECTIONS = 256  # clients served at once; one more is told `Error: server busy` and disconnected
+BYE = "bye"  # the message that ends a conversation: the server sends the events still in flight, then closes
 
-clients: dict[asyncio.StreamWriter, float] = {}  # every connection served: when we last heard from it
+clients: set[asyncio.StreamWriter] = set()  # every connection being served
 server_log = None  # with SERVER_LOG set, the file that every printed line is appended to as well
 
 
@@ -61,32 +47,22 @@ class BadLine(Exception):
     """A line the server refuses: answered `Upcall event: Error: <reason>`; the connection stays open."""
 
 
-async def skip_line(reader: asyncio.StreamReader, consumed: int) -> None:
-    """Drop a line that is too long: what has arrived of it, then the rest up to its "\\n"."""
-    while True:
-        await reader.readexactly(consumed)
-        try:
-            await reader.readuntil(b"\n")  # the end of that line
-            return
-        except asyncio.LimitOverrunError as e:  # more of it, still without its end
-            consumed = e.consumed
-        except asyncio.IncompleteReadError:  # the client has gone
-            return
-
-
 async def read_message(reader: asyncio.StreamReader, peer) -> str | None:
     """The next line without its "\\n" (or "\\r\\n"); None once the client has gone."""
-    try:
-        line = await reader.readuntil(b"\n")
-    except asyncio.IncompleteReadError as e:  # the stream ended, perhaps in the middle of a line
-        if e.partial:
-            log(f"Connection from {peer} ended mid-line ({len(e.partial)} bytes discarded)")
-        return None
-    except asyncio.LimitOverrunError as e:  # no "\n" within the limit
-        await skip_line(reader, e.consumed)
-        raise BadLine("line too long") from None
-    line = line[:-2] if line.endswith(b"\r\n") else line[:-1]
-    if len(line) > MAX_LINE_BYTES:
+    too_long = False
+    while True:
+        try:
+            line = await reader.readuntil(b"\n")
+            break
+        except asyncio.LimitOverrunError as e:  # no "\n" within the limit: drop what has come, read on
+            await reader.readexactly(e.consumed)
+            too_long = True
+        except asyncio.IncompleteReadError as e:  # the stream ended, perhaps in the middle of a line
+            if e.partial:
+                log(f"Connection from {peer} ended mid-line ({len(e.partial)} bytes discarded)")
+            return None
+    line = line[:-1].removesuffix(b"\r")
+    if too_long or len(line) > MAX_LINE_BYTES:
         raise BadLine("line too long")
     try:
         return line.decode("utf-8")
@@ -99,13 +75,11 @@ def send_event(writer: asyncio.StreamWriter, event: str) -> None:
         writer.write(f"{EVENT_PREFIX}{event}\n".encode())
 
 
-def upcall(writer: asyncio.StreamWriter, event: str, slots: asyncio.Semaphore | None = None) -> None:
-    """The server calling the client, unasked; with `slots`, the message is done and frees its slot."""
+def upcall(writer: asyncio.StreamWriter, event: str) -> None:
+    """The server calling the client, unasked."""
     if not writer.is_closing():
         log(f"Upcall to {writer.get_extra_info('peername')}: {printable(event)}")
         send_event(writer, event)
-    if slots:
-        slots.release()
 
 
 async def handle_message(writer: asyncio.StreamWriter, message: str, slots: asyncio.Semaphore) -> None:
@@ -114,7 +88,8 @@ async def handle_message(writer: asyncio.StreamWriter, message: str, slots: asyn
     send_event(writer, f"Processing {message}")
     loop = asyncio.get_running_loop()
     loop.call_later(PROGRESS_DELAY_SECONDS, upcall, writer, f"Progress {message} 50%")
-    loop.call_later(DONE_DELAY_SECONDS, upcall, writer, f"Done {message}", slots)
+    loop.call_later(DONE_DELAY_SECONDS, upcall, writer, f"Done {message}")
+    loop.call_later(DONE_DELAY_SECONDS, slots.release)  # the message is done: its place is free
 
 
 async def serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -125,8 +100,7 @@ async def serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
         send_event(writer, "Error: server busy")
         writer.close()
         return
-    loop = asyncio.get_running_loop()
-    clients[writer] = loop.time()
+    clients.add(writer)
     log(f"Connection from: {peer}")
     slots = asyncio.Semaphore(MAX_IN_FLIGHT)
     try:
@@ -134,7 +108,7 @@ async def serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
             if turn % LINES_PER_TURN == 0:
                 await asyncio.sleep(0)  # let the other clients have their turn
             try:
-                message = await read_message(reader, peer)
+                message = await asyncio.wait_for(read_message(reader, peer), IDLE_TIMEOUT_SECONDS)
                 if message is None:  # the client has gone, or stopped sending (like `nc -N`): as bye
                     break
                 log(f"Received from client: {printable(message)}")
@@ -144,32 +118,22 @@ async def serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
             except BadLine as e:
                 log(f"Error from {peer}: {e}")
                 send_event(writer, f"Error: {e}")
-            await writer.drain()  # waits while the client is not reading (TCP flow control)
-            clients[writer] = loop.time()  # heard from it just now
+            # Waits while the client is not reading (TCP flow control); as idle if it never reads.
+            await asyncio.wait_for(writer.drain(), IDLE_TIMEOUT_SECONDS)
         for _ in range(MAX_IN_FLIGHT):  # bye: wait for every slot, so every Done, to come back
             await slots.acquire()
-        await writer.drain()
-    except OSError:  # the client vanished (connection reset), or was cut off as idle
+        await asyncio.wait_for(writer.drain(), IDLE_TIMEOUT_SECONDS)
+    except asyncio.TimeoutError:  # before OSError: from Python 3.11 on it is one
+        log(f"Closing idle connection: {peer} (silent, or not reading, for {IDLE_TIMEOUT_SECONDS:g} s)")
+        send_event(writer, "Error: idle timeout")
+        if writer.transport.get_write_buffer_size():  # it does not read what it is sent
+            writer.transport.abort()
+    except OSError:  # the client vanished (connection reset)
         pass
     finally:
-        del clients[writer]
+        clients.discard(writer)
         writer.close()
         log(f"Connection closed: {peer}")
-
-
-async def close_idle_connections() -> None:
-    """Once a second, disconnect every client silent (or not reading) for IDLE_TIMEOUT_SECONDS."""
-    while True:
-        await asyncio.sleep(1)
-        for writer, heard in list(clients.items()):
-            if asyncio.get_running_loop().time() - heard >= IDLE_TIMEOUT_SECONDS:
-                log(f"Closing idle connection: {writer.get_extra_info('peername')} "
-                    f"(nothing received for {IDLE_TIMEOUT_SECONDS:g} s)")
-                send_event(writer, "Error: idle timeout")
-                if writer.transport.get_write_buffer_size():  # it does not read what it is sent
-                    writer.transport.abort()
-                else:
-                    writer.close()  # its serve_client() then sees the end of the stream
 
 
 def report_error(_loop: asyncio.AbstractEventLoop, context: dict) -> None:
@@ -190,9 +154,7 @@ async def serve(host: str, port: int) -> None:
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    idle_watch = asyncio.create_task(close_idle_connections())
     await stop.wait()
-    idle_watch.cancel()
     server.close()
     for writer in list(clients):
         writer.close()  # each client sees the server close, after what it was sent
