@@ -1,6 +1,6 @@
-"""The conventions every lab script shares: flags, signals and one-line errors.
+"""The conventions every lab tool shares: flags, signals and one-line errors.
 
-A script builds its parser with `parser()`, does its work in `main(args)` and
+A tool builds its parser with `parser()`, does its work in `main(args)` and
 hands that to `run()`. `run()` makes output line-buffered UTF-8, turns SIGTERM
 and Ctrl+C into a clean exit within a second, and prints a `LabError` as one
 line on stderr instead of a traceback.
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import os
 import signal
 import socket
 import sys
@@ -49,13 +48,6 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
-
-
-def add_repeat(p: argparse.ArgumentParser) -> None:
-    """--repeat N: a client makes its calls N times over one connection (the `make compare` workload)."""
-    p.add_argument("--repeat", type=positive_int, default=1, metavar="N",
-                   help="make the calls N times over the same connection, a workload for `make compare` "
-                        "(default: 1)")
 
 
 def parser(description: str, *, host: str, port: int, server: bool) -> argparse.ArgumentParser:
@@ -110,7 +102,8 @@ def ensure_port_free(host: str, port: int, what: str) -> None:
         probe.bind((host, port))
     except OSError as e:
         if e.errno == errno.EADDRINUSE:
-            raise LabError(already_running(host, port, what), code=2) from None
+            raise LabError(f"port {port} on {host} is already in use: stop the other {what} "
+                           "(or choose another with --port)", code=2) from None
         if e.errno == errno.EACCES:
             raise LabError(f"no permission to bind {host}:{port}: use a port above 1023 (--port)", code=2) from None
         raise LabError(f"cannot bind {host}:{port}: {e.strerror}", code=2) from None
@@ -122,17 +115,3 @@ def unreachable(what: str, host: str, port: int, reason: object) -> LabError:
     """The one line a client prints when its server cannot be reached."""
     hint = " (running without Docker? add --host 127.0.0.1)" if "-" in host else ""
     return LabError(f"cannot reach the {what} at {host}:{port}: {reason}{hint}")
-
-
-def already_running(host: str, port: int, what: str) -> str:
-    """What to say when a server's port is taken; inside compose, point at `logs -f`.
-
-    Compose sets LAB_COMPOSE_FILE and LAB_SERVICE in every container, so a
-    student who execs a second copy of a running server learns how to watch
-    the first one instead of reading a traceback.
-    """
-    compose_file, service = os.environ.get("LAB_COMPOSE_FILE"), os.environ.get("LAB_SERVICE")
-    if compose_file and service:
-        return (f"the {what} is already running in this container (port {port} is taken); "
-                f"follow its output with: docker compose -f {compose_file} logs -f {service}")
-    return f"port {port} on {host} is already in use: stop the other {what} (or choose another with --port)"

@@ -64,8 +64,7 @@ class LocalRuntime:
         if step.argv[0] == "mosquitto" and not shutil.which("mosquitto"):
             raise cli.LabError("mosquitto is not installed: run `make setup` as root, "
                                "or `sudo apt-get install mosquitto`")
-        env = python_env({"LAB_SERVICE": step.service})
-        return Proc(self.argv(proto, step), cwd=REPO / proto.folder, env=env,
+        return Proc(self.argv(proto, step), cwd=REPO / proto.folder, env=python_env(),
                     label=step.service, echo=echo_line)
 
     def close(self) -> None:
