@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import NoReturn
 
 HOST = "upcall-server"  # the compose service name; without Docker use --host 127.0.0.1
 PORT = 4141
@@ -30,7 +31,7 @@ console = threading.Lock()  # one thread prints at a time
 prompt_shown = ""  # the prompt the user is answering right now, if any
 
 
-def fail(reason: str) -> None:
+def fail(reason: str) -> NoReturn:
     """Stop the client: the reason as one line `error: ...` (logged as an ERROR too), exit status 1."""
     log.error("%s", reason)
     print(f"error: {reason}", file=sys.stderr)

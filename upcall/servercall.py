@@ -75,11 +75,13 @@ def send_event(writer: asyncio.StreamWriter, event: str) -> None:
         writer.write(f"{EVENT_PREFIX}{event}\n".encode())
 
 
-def upcall(writer: asyncio.StreamWriter, event: str) -> None:
-    """The server calling the client, unasked."""
+def upcall(writer: asyncio.StreamWriter, event: str, slots: asyncio.Semaphore | None = None) -> None:
+    """The server calling the client, unasked; with `slots`, the message is done and frees its slot."""
     if not writer.is_closing():
         log(f"Upcall to {writer.get_extra_info('peername')}: {printable(event)}")
         send_event(writer, event)
+    if slots:
+        slots.release()
 
 
 async def handle_message(writer: asyncio.StreamWriter, message: str, slots: asyncio.Semaphore) -> None:
@@ -88,8 +90,18 @@ async def handle_message(writer: asyncio.StreamWriter, message: str, slots: asyn
     send_event(writer, f"Processing {message}")
     loop = asyncio.get_running_loop()
     loop.call_later(PROGRESS_DELAY_SECONDS, upcall, writer, f"Progress {message} 50%")
-    loop.call_later(DONE_DELAY_SECONDS, upcall, writer, f"Done {message}")
-    loop.call_later(DONE_DELAY_SECONDS, slots.release)  # the message is done: its place is free
+    loop.call_later(DONE_DELAY_SECONDS, upcall, writer, f"Done {message}", slots)
+
+
+def close_idle(writer: asyncio.StreamWriter) -> None:
+    """Disconnect a client that has sent no line (or read nothing) for IDLE_TIMEOUT_SECONDS."""
+    log(f"Closing idle connection: {writer.get_extra_info('peername')} "
+        f"(nothing received for {IDLE_TIMEOUT_SECONDS:g} s)")
+    send_event(writer, "Error: idle timeout")
+    if writer.transport.get_write_buffer_size():  # it does not read what it is sent
+        writer.transport.abort()
+    else:
+        writer.close()  # its serve_client() then sees the end of the stream
 
 
 async def serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -103,12 +115,14 @@ async def serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
     clients.add(writer)
     log(f"Connection from: {peer}")
     slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+    loop = asyncio.get_running_loop()
+    idle = loop.call_later(IDLE_TIMEOUT_SECONDS, close_idle, writer)
     try:
         for turn in itertools.count(1):
             if turn % LINES_PER_TURN == 0:
                 await asyncio.sleep(0)  # let the other clients have their turn
             try:
-                message = await asyncio.wait_for(read_message(reader, peer), IDLE_TIMEOUT_SECONDS)
+                message = await read_message(reader, peer)
                 if message is None:  # the client has gone, or stopped sending (like `nc -N`): as bye
                     break
                 log(f"Received from client: {printable(message)}")
@@ -118,19 +132,16 @@ async def serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
             except BadLine as e:
                 log(f"Error from {peer}: {e}")
                 send_event(writer, f"Error: {e}")
-            # Waits while the client is not reading (TCP flow control); as idle if it never reads.
-            await asyncio.wait_for(writer.drain(), IDLE_TIMEOUT_SECONDS)
+            await writer.drain()  # waits while the client is not reading (TCP flow control)
+            idle.cancel()  # heard from it just now: the idle timeout starts again
+            idle = loop.call_later(IDLE_TIMEOUT_SECONDS, close_idle, writer)
         for _ in range(MAX_IN_FLIGHT):  # bye: wait for every slot, so every Done, to come back
             await slots.acquire()
-        await asyncio.wait_for(writer.drain(), IDLE_TIMEOUT_SECONDS)
-    except asyncio.TimeoutError:  # before OSError: from Python 3.11 on it is one
-        log(f"Closing idle connection: {peer} (silent, or not reading, for {IDLE_TIMEOUT_SECONDS:g} s)")
-        send_event(writer, "Error: idle timeout")
-        if writer.transport.get_write_buffer_size():  # it does not read what it is sent
-            writer.transport.abort()
-    except OSError:  # the client vanished (connection reset)
+        await writer.drain()
+    except OSError:  # the client vanished (connection reset), or was cut off as idle
         pass
     finally:
+        idle.cancel()
         clients.discard(writer)
         writer.close()
         log(f"Connection closed: {peer}")
