@@ -59,6 +59,8 @@ class Recorder:
 
     def start(self, ports: list[int], interface: str = "lo", extra: tuple[str, ...] = (), expr: str = ""):
         need("tcpdump")
+        if os.geteuid() != 0:
+            pytest.skip("tcpdump needs root to capture on loopback: run `sudo make test`")
         expr = expr or " or ".join(f"tcp port {p}" for p in ports)
         self.proc = self.spawn(["tcpdump", "-U", "--immediate-mode", "-n", "-i", interface, *extra,
                                 "-w", str(self.path), expr], label="tcpdump")
