@@ -4,8 +4,6 @@ The client knows only a URL scheme (/<op>?a=..&b=..) and a JSON shape, nothing o
 the server's code; the calls share one keep-alive TCP connection (watch it in Wireshark).
 """
 
-from __future__ import annotations
-
 import argparse
 import re
 import signal
@@ -15,9 +13,8 @@ import requests
 
 HOST = "rest-server"  # the compose service; without Docker use --host 127.0.0.1
 PORT = 5151
-#: Seconds to wait for the TCP connection to the server.
+#: Seconds to wait for the TCP connection, then for each answer (--timeout overrides the second).
 CONNECT_TIMEOUT_SECONDS = 3
-#: Seconds to wait for each answer once connected (--timeout overrides it).
 READ_TIMEOUT_SECONDS = 10
 
 OPERATIONS = ("add", "sub", "mul", "div")
@@ -45,13 +42,6 @@ def unreachable(error: requests.RequestException) -> str:
     return found.group(1).strip() if found else type(error).__name__
 
 
-def at_least_one(text: str) -> int:
-    """argparse type for --repeat: a whole number of at least 1."""
-    if not text.strip().isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {text!r}")
-    return int(text)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default=HOST, help=f"server to connect to (default: {HOST})")
@@ -60,11 +50,13 @@ def main() -> int:
                         help="one of the four operations, all four, or both (add and mul); default: all")
     parser.add_argument("-a", type=float, required=True, help="first number")
     parser.add_argument("-b", type=float, required=True, help="second number")
-    parser.add_argument("--repeat", type=at_least_one, default=1, metavar="N",
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
                         help="make the calls N times over the same connection (default: 1)")
     parser.add_argument("--timeout", type=float, default=READ_TIMEOUT_SECONDS, metavar="SECONDS",
                         help=f"wait this long for each answer (default: {READ_TIMEOUT_SECONDS})")
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error(f"argument --repeat: must be at least 1, not {args.repeat}")
 
     host = f"[{args.host}]" if ":" in args.host else args.host
     failures = 0

@@ -2,10 +2,7 @@
 
 Each GET carries its whole input in the query string (/add?a=2&b=3) and gets one
 self-contained JSON answer, so any of gunicorn's worker processes can serve it.
-`python server.py` and `gunicorn -c gunicorn.conf.py server:app` run the same server.
 """
-
-from __future__ import annotations
 
 import argparse
 import errno
@@ -108,35 +105,19 @@ def unexpected_error(_e: Exception):
 
 
 class GunicornServer(BaseApplication):
-    """gunicorn run from Python (its documented custom application): gunicorn.conf.py, bind from the flags."""
-
-    def __init__(self, bind: str):
-        self.bind = bind
-        super().__init__()
+    """gunicorn run from Python (its documented custom application) with the settings of gunicorn.conf.py."""
 
     def load_config(self):
         for name, value in runpy.run_path(str(HERE / "gunicorn.conf.py")).items():
-            if name in self.cfg.settings:  # as gunicorn reads it: its settings, not the file's other names
+            if name in self.cfg.settings:  # gunicorn's settings are the file's lower-case names
                 self.cfg.set(name, value)
-        self.cfg.set("bind", [self.bind])
 
     def load(self):
         return app
 
 
-def port_taken(host: str, port: int) -> bool:
-    """Whether another program listens on host:port (other bind errors are left to gunicorn to report)."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as e:
-            return e.errno == errno.EADDRINUSE
-    return False
-
-
 def follow(path: str, port: int) -> None:
-    """Print what the server already running in this container writes to its SERVER_LOG, from now on."""
+    """Print what the server already running in this container appends to its SERVER_LOG, from now on."""
     print(f"Following the REST server already running in this container (port {port}): "
           "its output from now on. Ctrl+C to stop.", flush=True)
     with open(path, encoding="utf-8", errors="replace") as log:
@@ -155,18 +136,24 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=PORT, help=f"port to listen on (default: {PORT})")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # until gunicorn sets its own handlers
-    try:
-        if port_taken(args.host, args.port):
-            server_log = os.environ.get("SERVER_LOG")
-            if server_log and os.path.isfile(server_log):
-                follow(server_log, args.port)
-            print(f"error: port {args.port} on {args.host} is already in use: stop the other REST server "
-                  "(or choose another with --port)", file=sys.stderr)
-            sys.exit(2)
-        GunicornServer(f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}").run()
-    except KeyboardInterrupt:
-        pass
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    try:  # bind once as gunicorn will: a taken port is one line (gunicorn would retry five times)
+        socket.create_server((args.host, args.port), family=family).close()
+    except OSError as e:
+        taken = e.errno == errno.EADDRINUSE
+        if taken and os.path.isfile(os.environ.get("SERVER_LOG", "")):
+            follow(os.environ["SERVER_LOG"], args.port)
+        problem = "is already in use: stop the other REST server" if taken else f"cannot be used: {e.strerror}"
+        print(f"error: port {args.port} on {args.host} {problem} (or choose another with --port)", file=sys.stderr)
+        sys.exit(2)
+    address = f"[{args.host}]:{args.port}" if family == socket.AF_INET6 else f"{args.host}:{args.port}"
+    server = GunicornServer()
+    server.cfg.set("bind", [address])  # the flags, over gunicorn.conf.py's `bind`
+    server.run()
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # Ctrl+C before gunicorn has set its own handlers, or while following
+        pass
