@@ -1,8 +1,7 @@
 """gunicorn settings of the REST server, for `gunicorn -c gunicorn.conf.py server:app` and `python server.py`.
 
 Lower-case names are documented gunicorn settings and hooks (https://docs.gunicorn.org/en/stable/settings.html);
-upper-case names are the lab's limits, each listed in README.md "Limits".
-"""
+upper-case names are the lab's limits, each listed in README.md "Limits"."""
 
 import logging
 import os
@@ -59,16 +58,15 @@ def when_ready(server):
 
 
 def post_fork(server, worker):  # noqa: ARG001 - gunicorn's hook signature
-    """Hook, in each new worker before it boots: a stop signal now ends it at once (it serves nobody yet)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the whole group: only the master acts on it
+    """Hook, in a new worker: Ctrl+C is the master's to handle; SIGTERM or SIGQUIT ends it at once until it boots."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     for sig in (signal.SIGTERM, signal.SIGQUIT):
         signal.signal(sig, lambda *_: os._exit(0))
 
 
 def post_worker_init(worker):  # noqa: ARG001 - gunicorn's hook signature
-    """Hook, in each worker once booted: SIGTERM, or SIGQUIT (the master's on Ctrl+C), ends the worker after
-    STOP_GRACE_SECONDS for requests in progress (gunicorn's own graceful stop waits in whole seconds)."""
+    """Hook, in a booted worker: SIGTERM or SIGQUIT (the master's on Ctrl+C) ends it STOP_GRACE_SECONDS later, time
+    for requests in progress. gevent's signal_handler reacts at once; gunicorn's own stop waits whole seconds."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for sig in (signal.SIGTERM, signal.SIGQUIT):
-        # gevent's signal_handler wakes its loop at once (a Python handler waits for the loop's next turn)
         gevent.signal_handler(sig, gevent.spawn_later, STOP_GRACE_SECONDS, os._exit, 0)

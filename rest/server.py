@@ -123,11 +123,8 @@ def follow(path: str, port: int) -> None:
     with open(path, encoding="utf-8", errors="replace") as log:
         log.seek(0, os.SEEK_END)
         while True:
-            line = log.readline()
-            if line:
-                print(line, end="", flush=True)
-            else:
-                time.sleep(0.2)
+            print(log.read(), end="", flush=True)  # what the server appended since the last look, if anything
+            time.sleep(0.2)
 
 
 def main() -> None:

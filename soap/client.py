@@ -4,8 +4,6 @@ The client knows no XML and no operation names: it fetches the published contrac
 an HTTP POST of a SOAP envelope. A new @rpc method on the server is callable here after a restart.
 """
 
-from __future__ import annotations
-
 import argparse
 import re
 import signal
@@ -25,11 +23,19 @@ READ_TIMEOUT_SECONDS = 10
 def operations_of(host: str, port: int, timeout: float):
     """The service proxy bound to host:port, and the names of the operations its WSDL offers, in order."""
     timeouts = (CONNECT_TIMEOUT_SECONDS, timeout)
-    client = zeep.Client(f"http://{host}:{port}/?wsdl", transport=Transport(timeout=timeouts,
-                                                                           operation_timeout=timeouts))
+    transport = Transport(timeout=timeouts, operation_timeout=timeouts)
+    client = zeep.Client(f"http://{host}:{port}/?wsdl", transport=transport)
     binding = next(iter(client.wsdl.bindings.values()))
     # The WSDL names the address the server saw first; this client talks to the one it was given.
     return client.create_service(binding.name, f"http://{host}:{port}/"), list(binding.all())
+
+
+def unreachable(error: requests.ConnectionError) -> str:
+    """`Connection refused` rather than requests' three nested exception reprs."""
+    if isinstance(error, requests.ConnectTimeout):
+        return f"no answer within {CONNECT_TIMEOUT_SECONDS} s"
+    found = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", str(error))
+    return found.group(1).strip() if found else " ".join(str(error).split())[:200]
 
 
 def main() -> int:
@@ -40,7 +46,7 @@ def main() -> int:
     parser.add_argument("-a", type=int, default=10, help="first integer operand (default: 10)")
     parser.add_argument("-b", type=int, default=5, help="second integer operand (default: 5)")
     parser.add_argument("--repeat", type=int, default=1, metavar="N",
-                        help="make the calls N times over one connection, for `make compare` (default: 1)")
+                        help="make the calls N times over one connection (default: 1)")
     parser.add_argument("--timeout", type=float, default=READ_TIMEOUT_SECONDS, metavar="SECONDS",
                         help=f"seconds to wait for each answer (default: {READ_TIMEOUT_SECONDS})")
     args = parser.parse_args()
@@ -60,15 +66,12 @@ def main() -> int:
                 print(f"{name}({args.a},{args.b}) -> fault: {' '.join(fault.message.split())}", flush=True)
                 failed = True
         return 1 if failed else 0
-    except requests.exceptions.ConnectionError as e:  # "[Errno 111] Connection refused" in a long text
-        found = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", str(e))
-        reason = (f"no answer within {CONNECT_TIMEOUT_SECONDS} s" if isinstance(e, requests.exceptions.ConnectTimeout)
-                  else found.group(1).strip() if found else " ".join(str(e).split())[:200])
+    except requests.ConnectionError as e:
         hint = " (running without Docker? add --host 127.0.0.1)" if args.host == HOST else ""
-        sys.exit(f"error: cannot reach {server}: {reason}{hint}")
-    except requests.exceptions.Timeout:
+        sys.exit(f"error: cannot reach {server}: {unreachable(e)}{hint}")
+    except requests.Timeout:
         sys.exit(f"error: no answer from {server} within {args.timeout:g} s")
-    except (zeep.exceptions.Error, requests.exceptions.RequestException, SyntaxError, TypeError) as e:
+    except (zeep.exceptions.Error, requests.RequestException, SyntaxError, TypeError) as e:
         sys.exit(f"error: {server} failed: {' '.join(str(e).split())[:300]}")  # lxml's errors are SyntaxErrors
     except KeyboardInterrupt:
         return 130

@@ -1,8 +1,7 @@
-"""gunicorn settings of the SOAP server: `gunicorn -c gunicorn.conf.py server:app` and `python server.py`.
+"""gunicorn settings of the SOAP server, for `gunicorn -c gunicorn.conf.py server:app` and `python server.py`.
 
-Lower-case names are documented gunicorn settings (https://docs.gunicorn.org/en/stable/settings.html);
-upper-case names are the lab's limits, each listed in README.md "Limits".
-"""
+Lower-case names are documented gunicorn settings and hooks (https://docs.gunicorn.org/en/stable/settings.html);
+upper-case names are the lab's limits, each listed in README.md "Limits"."""
 
 import logging
 import os
@@ -40,19 +39,16 @@ access_log_format = '%(h)s:%({remote_port}e)s "%(r)s" %(s)s %({soap.call}e)s'
 # Every line goes to stdout and, when SERVER_LOG names a file (the Docker image sets it), is appended there
 # too: `python server.py` in the container then follows this server's output from that file.
 SERVER_LOG = os.environ.get("SERVER_LOG")
-OUTPUTS = ["stdout", "file"] if SERVER_LOG else ["stdout"]
+OUTPUTS = {"stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout"}}
+if SERVER_LOG:
+    OUTPUTS["file"] = {"class": "logging.FileHandler", "filename": SERVER_LOG}
 logconfig_dict = {
-    "formatters": {"line": {"format": "%(message)s"}},
-    "handlers": {"stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "line"},
-                 **({"file": {"class": "logging.FileHandler", "filename": SERVER_LOG, "formatter": "line"}}
-                    if SERVER_LOG else {}),
-                 "none": {"class": "logging.NullHandler"}},
-    "root": {"level": "WARNING", "handlers": OUTPUTS},
+    "handlers": OUTPUTS,  # with no formatter named, each line is the message alone
+    "root": {"level": "WARNING", "handlers": list(OUTPUTS)},  # every logger below propagates to these
     "loggers": {"gunicorn.error": {"level": "WARNING", "propagate": True},
                 "gunicorn.access": {"level": "INFO", "propagate": True},
                 "soap": {"level": "INFO"},  # the ready line
-                # spyne logs each Fault with a traceback; the access line already names the Fault.
-                "spyne": {"handlers": ["none"], "propagate": False}},
+                "spyne": {"level": "CRITICAL"}},  # spyne logs each Fault with a traceback; the access line names it
 }
 
 
@@ -64,19 +60,15 @@ def when_ready(server):
 
 
 def post_fork(server, worker):  # noqa: ARG001 - gunicorn's hook signature
-    """Hook, in each new worker before it boots: a stop signal now ends it at once (it serves nobody yet)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the whole group: only the master acts on it
+    """Hook, in a new worker: Ctrl+C is the master's to handle; SIGTERM or SIGQUIT ends it at once until it boots."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     for sig in (signal.SIGTERM, signal.SIGQUIT):
         signal.signal(sig, lambda *_: os._exit(0))
 
 
 def post_worker_init(worker):  # noqa: ARG001 - gunicorn's hook signature
-    """Hook, in each worker once booted: SIGTERM, or SIGQUIT (the master's on Ctrl+C), ends the worker after
-    STOP_GRACE_SECONDS for calls in progress (gevent's own graceful stop waits in whole seconds)."""
-
-    def stop():
-        gevent.spawn_later(STOP_GRACE_SECONDS, os._exit, 0)
-
+    """Hook, in a booted worker: SIGTERM or SIGQUIT (the master's on Ctrl+C) ends it STOP_GRACE_SECONDS later, time
+    for calls in progress. gevent's signal_handler reacts at once; gunicorn's own stop waits whole seconds."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for sig in (signal.SIGTERM, signal.SIGQUIT):
-        gevent.signal_handler(sig, stop)  # wakes gevent's loop at once (a Python handler waits for its next turn)
+        gevent.signal_handler(sig, gevent.spawn_later, STOP_GRACE_SECONDS, os._exit, 0)

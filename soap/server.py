@@ -2,7 +2,6 @@
 
 spyne turns each @rpc method of CalculatorService into an operation of the WSDL at
 http://<host>:8000/?wsdl; every mistake of the sender comes back as a SOAP Fault (HTTP 500).
-`python server.py` and `gunicorn -c gunicorn.conf.py server:app` run the same server.
 """
 
 import argparse
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import spyne_compat  # noqa: F401  (first: lets spyne 2.14 import on Python 3.12 and 3.13)
 from gunicorn.app.base import BaseApplication
-from spyne import Application, Double, Fault, Integer, ServiceBase, const, rpc
+from spyne import Application, Double, Fault, Integer, ServiceBase, rpc
 from spyne.error import RequestTooLongError
 from spyne.protocol.soap import Soap11
 from spyne.server.wsgi import WsgiApplication
@@ -82,6 +81,16 @@ def note_call(ctx):
     ctx.transport.req_env["soap.call"] = " ".join(text for text in short if text)
 
 
+application = Application([CalculatorService], tns=TNS, name=SERVICE_NAME, out_protocol=Soap11(),
+                          # spyne's XML parser options: never load a DTD, expand an entity or use the network
+                          in_protocol=Soap11(validator="soft", load_dtd=False, resolve_entities=False,
+                                             no_network=True, huge_tree=False))
+application.in_protocol.event_manager.add_listener("before_deserialize", refuse_dtd)
+application.event_manager.add_listener("method_return_object", refuse_huge_result)
+for event in ("method_return_object", "method_exception_object"):
+    application.event_manager.add_listener(event, note_call)
+spyne_app = WsgiApplication(application, max_content_length=MAX_REQUEST_BYTES)
+
 #: What escapes spyne, as the Fault the sender gets instead of a bare 500 (anything else: a Server Fault).
 ESCAPES = {StopIteration: ("Client.EmptyRequest", "Empty request body"),  # spyne's next() on the body's chunks
            RequestTooLongError: ("Client.RequestTooLong", f"Request body over {MAX_REQUEST_BYTES} bytes"),
@@ -92,55 +101,32 @@ FAULT = ('<?xml version="1.0" encoding="UTF-8"?><s:Envelope xmlns:s="http://sche
          "<s:Body><s:Fault><faultcode>s:{}</faultcode><faultstring>{}</faultstring></s:Fault></s:Body></s:Envelope>")
 
 
-def faults_only(wsgi_app):
-    """WSGI wrapper: whatever escapes spyne still gets a SOAP Fault, never a bare 500 or a traceback."""
-
-    def guarded(environ, start_response):
-        try:
-            if not environ.get("CONTENT_LENGTH"):  # chunked: spyne would read MAX_REQUEST_BYTES and stop there
-                body = environ["wsgi.input"].read(MAX_REQUEST_BYTES + 1)
-                if len(body) > MAX_REQUEST_BYTES:
-                    raise RequestTooLongError
-                environ.update({"wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))})
-            return wsgi_app(environ, start_response)
-        except Exception as e:
-            code, text = next((f for kind, f in ESCAPES.items() if isinstance(e, kind)), ("Server", "Internal error"))
-            environ["soap.call"] = f"fault {code}: {text}"
-            start_response("500 Internal Server Error", [("Content-Type", "text/xml; charset=utf-8")])
-            return [FAULT.format(code, text).encode()]
-
-    return guarded
-
-
-application = Application([CalculatorService], tns=TNS, name=SERVICE_NAME, out_protocol=Soap11(),
-                          # spyne's XML parser options: never load a DTD, expand an entity or use the network
-                          in_protocol=Soap11(validator="soft", load_dtd=False, resolve_entities=False,
-                                             no_network=True, huge_tree=False))
-# spyne runs a full gc.collect() after a call once per MIN_GC_INTERVAL seconds (default 1), a pause of tens of
-# milliseconds every second for every client of a busy worker; Python's own collector frees the same cycles.
-const.MIN_GC_INTERVAL = 60
-application.in_protocol.event_manager.add_listener("before_deserialize", refuse_dtd)
-application.event_manager.add_listener("method_return_object", refuse_huge_result)
-for event in ("method_return_object", "method_exception_object"):
-    application.event_manager.add_listener(event, note_call)
-app = faults_only(WsgiApplication(application, max_content_length=MAX_REQUEST_BYTES))  # what gunicorn serves
+def app(environ, start_response):
+    """What gunicorn serves: spyne's WSGI app, and for whatever escapes it still a SOAP Fault, never a bare 500."""
+    try:
+        if not environ.get("CONTENT_LENGTH"):  # chunked: spyne would read MAX_REQUEST_BYTES and stop there
+            body = environ["wsgi.input"].read(MAX_REQUEST_BYTES + 1)
+            if len(body) > MAX_REQUEST_BYTES:
+                raise RequestTooLongError
+            environ.update({"wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))})
+        return spyne_app(environ, start_response)
+    except Exception as e:
+        code, text = next((f for kind, f in ESCAPES.items() if isinstance(e, kind)), ("Server", "Internal error"))
+        environ["soap.call"] = f"fault {code}: {text}"
+        start_response("500 Internal Server Error", [("Content-Type", "text/xml; charset=utf-8")])
+        return [FAULT.format(code, text).encode()]
 
 
 # --- Running it: gunicorn with gunicorn.conf.py, started from Python ---
 
 
 class GunicornServer(BaseApplication):
-    """gunicorn's documented custom application: the settings of gunicorn.conf.py, bind from the flags."""
-
-    def __init__(self, bind: str):
-        self.bind = bind
-        super().__init__()
+    """gunicorn run from Python (its documented custom application) with the settings of gunicorn.conf.py."""
 
     def load_config(self):
         for name, value in runpy.run_path(str(Path(__file__).with_name("gunicorn.conf.py"))).items():
-            if name in self.cfg.settings:  # gunicorn's settings are the lower-case names there
+            if name in self.cfg.settings:  # gunicorn's settings are the file's lower-case names
                 self.cfg.set(name, value)
-        self.cfg.set("bind", [self.bind])
 
     def load(self):
         return app
@@ -153,11 +139,8 @@ def follow(path: str, port: int) -> None:
     with open(path, encoding="utf-8", errors="replace") as log:
         log.seek(0, os.SEEK_END)
         while True:
-            line = log.readline()
-            if line:
-                print(line, end="", flush=True)
-            else:
-                time.sleep(0.2)
+            print(log.read(), end="", flush=True)  # what the server appended since the last look, if anything
+            time.sleep(0.2)
 
 
 def main() -> None:
@@ -165,22 +148,25 @@ def main() -> None:
     parser.add_argument("--host", default="0.0.0.0", help="address to bind (default: 0.0.0.0)")
     parser.add_argument("--port", type=int, default=PORT, help=f"port to listen on (default: {PORT})")
     args = parser.parse_args()
-    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # until gunicorn sets its own handlers
-    try:
-        try:  # a first bind, as gunicorn's (SO_REUSEADDR): a taken port is one line, not five retries
-            socket.create_server((args.host, args.port), family=family).close()
-        except OSError as e:
-            taken = e.errno == errno.EADDRINUSE
-            if taken and os.path.isfile(os.environ.get("SERVER_LOG", "")):
-                follow(os.environ["SERVER_LOG"], args.port)
-            problem = "is already in use: stop the other SOAP server" if taken else f"cannot be used: {e.strerror}"
-            print(f"error: port {args.port} on {args.host} {problem} (or choose another with --port)", file=sys.stderr)
-            sys.exit(2)
-        GunicornServer(f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}").run()
-    except KeyboardInterrupt:
-        pass
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    try:  # bind once as gunicorn will: a taken port is one line (gunicorn would retry five times)
+        socket.create_server((args.host, args.port), family=family).close()
+    except OSError as e:
+        taken = e.errno == errno.EADDRINUSE
+        if taken and os.path.isfile(os.environ.get("SERVER_LOG", "")):
+            follow(os.environ["SERVER_LOG"], args.port)
+        problem = "is already in use: stop the other SOAP server" if taken else f"cannot be used: {e.strerror}"
+        print(f"error: port {args.port} on {args.host} {problem} (or choose another with --port)", file=sys.stderr)
+        sys.exit(2)
+    address = f"[{args.host}]:{args.port}" if family == socket.AF_INET6 else f"{args.host}:{args.port}"
+    server = GunicornServer()
+    server.cfg.set("bind", [address])  # the flags, over gunicorn.conf.py's `bind`
+    server.run()
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # Ctrl+C before gunicorn has set its own handlers, or while following
+        pass

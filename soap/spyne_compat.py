@@ -1,10 +1,7 @@
 """Lets spyne 2.14.0 import on Python 3.12 and 3.13; delete this file once spyne makes a new release.
 
-spyne's issue "Support Python 3.12" (arskom/spyne#700): spyne carries its own copy of `six` (1.14.0),
-whose import hook for `spyne.util.six.moves` has only find_module(), which Python 3.12 no longer calls.
-The fix (a newer six) is merged upstream but unreleased; Debian's python3-spyne 2.14.0-7 carries it.
-This does the same before spyne is imported: it loads spyne's own six and gives its import hook the
-find_spec() that six 1.16 added. (`cgi`, removed in 3.13, comes from legacy-cgi: see requirements.txt.)
+spyne's own copy of `six` (1.14.0) has an import hook with only find_module(), which Python 3.12 no longer
+calls (arskom/spyne#700, fixed upstream, unreleased). This gives it six 1.16's find_spec(): README.md says more.
 """
 
 import importlib.metadata
@@ -13,25 +10,20 @@ import sys
 
 SPYNE_VERSION, SPYNE_SIX_VERSION = "2.14.0", "1.14.0"  # what this was written for: anything else fails
 
-
-def load_spyne_six_with_find_spec() -> None:
-    found = importlib.metadata.version("spyne")
-    folder = importlib.util.find_spec("spyne").submodule_search_locations[0]  # found, not imported
-    spec = importlib.util.spec_from_file_location("spyne.util.six", f"{folder}/util/six.py")
-    six = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(six)
-    hook = type(six._importer)
-    if (found, six.__version__) != (SPYNE_VERSION, SPYNE_SIX_VERSION) or hasattr(hook, "find_spec"):
-        raise ImportError(f"spyne_compat.py was written for spyne {SPYNE_VERSION} (six {SPYNE_SIX_VERSION}, "
-                          f"no find_spec), found spyne {found} (six {six.__version__}): see whether spyne now "
-                          "imports on Python 3.12 without this file, and delete it")
-    # The three methods six 1.16 added to this class (PEP 451: find a module's spec, create, execute it).
-    hook.find_spec = lambda self, name, path=None, target=None: (  # noqa: ARG005 - the finder signature
-        importlib.util.spec_from_loader(name, self) if name in self.known_modules else None)
-    hook.create_module = lambda self, spec: self.load_module(spec.name)
-    hook.exec_module = lambda self, module: None  # noqa: ARG005 - load_module() did it all
-    sys.modules["spyne.util.six"] = six
-
-
-if "spyne" not in sys.modules:
-    load_spyne_six_with_find_spec()
+# spyne's six, run from its file without importing spyne (which is what fails on Python 3.12)
+folder = importlib.util.find_spec("spyne").submodule_search_locations[0]
+spec = importlib.util.spec_from_file_location("spyne.util.six", f"{folder}/util/six.py")
+six = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(six)
+hook = type(six._importer)
+found = importlib.metadata.version("spyne")
+if (found, six.__version__) != (SPYNE_VERSION, SPYNE_SIX_VERSION) or hasattr(hook, "find_spec"):
+    raise ImportError(f"spyne_compat.py was written for spyne {SPYNE_VERSION} (six {SPYNE_SIX_VERSION}, "
+                      f"no find_spec), found spyne {found} (six {six.__version__}): see whether spyne now "
+                      "imports on Python 3.12 without this file, and delete it")
+# The three methods six 1.16 added to this class (PEP 451: find a module's spec, create, execute it).
+hook.find_spec = lambda self, name, path=None, target=None: (  # noqa: ARG005 - the finder signature
+    importlib.util.spec_from_loader(name, self) if name in self.known_modules else None)
+hook.create_module = lambda self, spec: self.load_module(spec.name)
+hook.exec_module = lambda self, module: None  # noqa: ARG005 - load_module() did it all
+sys.modules["spyne.util.six"] = six  # spyne's `import spyne.util.six` finds it here, patched
