@@ -4,11 +4,10 @@ spyne's own copy of `six` (1.14.0) has an import hook with only find_module(), w
 calls (arskom/spyne#700, fixed upstream, unreleased). This gives it six 1.16's find_spec(): README.md says more.
 """
 
-import importlib.metadata
 import importlib.util
 import sys
 
-SPYNE_VERSION, SPYNE_SIX_VERSION = "2.14.0", "1.14.0"  # what this was written for: anything else fails
+SPYNE_SIX_VERSION = "1.14.0"  # the six of spyne 2.14.0, which this was written for: any other fails
 
 # spyne's six, run from its file without importing spyne (which is what fails on Python 3.12)
 folder = importlib.util.find_spec("spyne").submodule_search_locations[0]
@@ -16,11 +15,9 @@ spec = importlib.util.spec_from_file_location("spyne.util.six", f"{folder}/util/
 six = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(six)
 hook = type(six._importer)
-found = importlib.metadata.version("spyne")
-if (found, six.__version__) != (SPYNE_VERSION, SPYNE_SIX_VERSION) or hasattr(hook, "find_spec"):
-    raise ImportError(f"spyne_compat.py was written for spyne {SPYNE_VERSION} (six {SPYNE_SIX_VERSION}, "
-                      f"no find_spec), found spyne {found} (six {six.__version__}): see whether spyne now "
-                      "imports on Python 3.12 without this file, and delete it")
+if six.__version__ != SPYNE_SIX_VERSION or hasattr(hook, "find_spec"):
+    raise ImportError(f"spyne_compat.py was written for spyne's six {SPYNE_SIX_VERSION} (no find_spec), found "
+                      f"six {six.__version__}: see whether spyne imports on Python 3.12 without it, and delete it")
 # The three methods six 1.16 added to this class (PEP 451: find a module's spec, create, execute it).
 hook.find_spec = lambda self, name, path=None, target=None: (  # noqa: ARG005 - the finder signature
     importlib.util.spec_from_loader(name, self) if name in self.known_modules else None)
