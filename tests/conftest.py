@@ -13,6 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from labkit.capture import docker_engine_answers  # noqa: E402
 from labkit.procs import REPO, Proc, free_port, python_env, script  # noqa: E402
 
 
@@ -97,11 +98,6 @@ DOCKERD_READY_SECONDS = 60.0
 STANDINS_SECONDS = 900.0
 
 
-def _docker_answers() -> bool:
-    done = subprocess.run(["docker", "info"], capture_output=True, timeout=60)
-    return done.returncode == 0
-
-
 @pytest.fixture(scope="session")
 def docker_engine(tmp_path_factory):
     """A Docker engine with the compose plugin and the base images (stand-ins where a registry is out of reach).
@@ -114,14 +110,14 @@ def docker_engine(tmp_path_factory):
     if not shutil.which("docker"):
         pytest.skip("Docker tests skipped: no docker CLI (as root: apt-get install docker.io, or make setup-test)")
     started = None
-    if not _docker_answers():
+    if not docker_engine_answers():
         if not shutil.which("dockerd") or os.geteuid() != 0:
             pytest.skip("Docker tests skipped: no engine answers `docker info` and only root can start dockerd here")
         log_path = tmp_path_factory.mktemp("dockerd") / "dockerd.log"
         with open(log_path, "w") as log:
             started = subprocess.Popen(["dockerd"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + DOCKERD_READY_SECONDS
-        while not _docker_answers():
+        while not docker_engine_answers():
             if started.poll() is not None or time.monotonic() > deadline:
                 started.terminate()
                 last = (log_path.read_text().strip().splitlines() or ["(no output)"])[-1]
