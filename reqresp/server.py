@@ -13,8 +13,8 @@ import errno
 import itertools
 import os
 import signal
+import subprocess
 import sys
-import time
 
 HOST = "0.0.0.0"  # every interface, so that the client container can reach the server
 PORT = 2222
@@ -163,17 +163,14 @@ async def serve(host: str, port: int) -> None:
 
 
 def follow(path: str, port: int) -> None:
-    """Print what the server already running appends to `path`, until SIGTERM or Ctrl+C."""
+    """Show what the server already running in this container appends to `path`, until SIGTERM or Ctrl+C."""
     print(f"Following the reqresp server already running in this container (port {port}): "
           "its output from now on. Ctrl+C to stop.", flush=True)
-    with open(path, encoding="utf-8", errors="replace") as lines:
-        lines.seek(0, os.SEEK_END)
-        while True:
-            line = lines.readline()
-            if line:
-                print(line, end="", flush=True)
-            else:
-                time.sleep(0.2)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops following, like Ctrl+C
+    try:
+        subprocess.run(["tail", "-n", "0", "-F", path])  # the lines from now on, as they come
+    except KeyboardInterrupt:
+        pass
 
 
 def main() -> int:
@@ -190,14 +187,11 @@ def main() -> int:
     try:
         asyncio.run(serve(args.host, args.port))
     except OSError as e:
-        path = os.environ.get("SERVER_LOG")
-        if e.errno == errno.EADDRINUSE and path and os.path.isfile(path):
-            signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops following, like Ctrl+C
-            try:
-                follow(path, args.port)
-            except KeyboardInterrupt:
-                return 0
-        if e.errno == errno.EADDRINUSE:
+        taken = e.errno == errno.EADDRINUSE
+        if taken and os.path.isfile(os.environ.get("SERVER_LOG", "")):
+            follow(os.environ["SERVER_LOG"], args.port)
+            return 0
+        if taken:
             print(f"error: port {args.port} on {args.host} is already in use: stop the other reqresp server "
                   "(or choose another with --port)", file=sys.stderr)
         else:

@@ -12,8 +12,8 @@ import re
 import runpy
 import signal
 import socket
+import subprocess
 import sys
-import time
 from pathlib import Path
 
 from flask import Flask, abort, request
@@ -117,14 +117,10 @@ class GunicornServer(BaseApplication):
 
 
 def follow(path: str, port: int) -> None:
-    """Print what the server already running in this container appends to its SERVER_LOG, from now on."""
+    """Show what the server already running in this container appends to its SERVER_LOG, from now on."""
     print(f"Following the REST server already running in this container (port {port}): "
           "its output from now on. Ctrl+C to stop.", flush=True)
-    with open(path, encoding="utf-8", errors="replace") as log:
-        log.seek(0, os.SEEK_END)
-        while True:
-            print(log.read(), end="", flush=True)  # what the server appended since the last look, if anything
-            time.sleep(0.2)
+    subprocess.run(["tail", "-n", "0", "-F", path])  # the lines from now on, as they come
 
 
 def main() -> None:
