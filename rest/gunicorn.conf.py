@@ -1,7 +1,7 @@
 """gunicorn settings of the REST server, for `gunicorn -c gunicorn.conf.py server:app` and `python server.py`.
 
 Lower-case names are documented gunicorn settings and hooks (https://docs.gunicorn.org/en/stable/settings.html);
-upper-case names are the lab's limits, each listed in README.md "Limits"."""
+README.md "Limits" lists every limit set here, by the name it has in this file."""
 
 import logging
 import os
@@ -12,24 +12,17 @@ import gevent
 #: Seconds a client has to send a whole request head (request line and headers), and an idle keep-alive
 #: connection stays open: gunicorn's gevent worker waits `keepalive` seconds for each head, then hangs up.
 HEADER_TIMEOUT_SECONDS = 5
-#: Longest request line, most header fields, longest header field (bytes); beyond: gunicorn's own HTML page.
-MAX_REQUEST_LINE_BYTES = 2048
-MAX_HEADER_FIELDS = 50
-MAX_HEADER_FIELD_BYTES = 4096
-#: Worker processes (one per core of a usual laptop), each holding this many connections on one thread.
-WORKERS = 2
-MAX_CONNECTIONS_PER_WORKER = 500
 #: Seconds requests in progress get to finish after SIGTERM or Ctrl+C; then each worker exits.
 STOP_GRACE_SECONDS = 0.2
 
 bind = ["0.0.0.0:5151"]  # `python server.py --host --port` and `gunicorn -b HOST:PORT` override it
-workers = WORKERS
+workers = 2  # processes, one per core of a usual laptop
 worker_class = "gevent"  # for clients slow to send: a waiting connection holds a greenlet, not a thread
-worker_connections = MAX_CONNECTIONS_PER_WORKER
+worker_connections = 500  # connections a worker holds at once (on one thread); more wait in the listen queue
 keepalive = HEADER_TIMEOUT_SECONDS
-limit_request_line = MAX_REQUEST_LINE_BYTES
-limit_request_fields = MAX_HEADER_FIELDS
-limit_request_field_size = MAX_HEADER_FIELD_BYTES
+limit_request_line = 2048  # longest request line (bytes); beyond this or the next two: gunicorn's own HTML page
+limit_request_fields = 50  # most header fields
+limit_request_field_size = 4096  # longest header field (bytes)
 graceful_timeout = 1  # whole seconds the master waits for its workers (they need STOP_GRACE_SECONDS)
 proc_name = "rest-server"
 control_socket_disable = True  # else every gunicorn of a user shares one control socket file

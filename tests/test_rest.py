@@ -26,11 +26,11 @@ REST = REPO / "rest"
 READY = r"^REST server listening on"
 CONF = REST / "gunicorn.conf.py"
 HEADER_TIMEOUT_SECONDS = script_constant(CONF, "HEADER_TIMEOUT_SECONDS")
-MAX_REQUEST_LINE_BYTES = script_constant(CONF, "MAX_REQUEST_LINE_BYTES")
-MAX_HEADER_FIELDS = script_constant(CONF, "MAX_HEADER_FIELDS")
-MAX_HEADER_FIELD_BYTES = script_constant(CONF, "MAX_HEADER_FIELD_BYTES")
-WORKERS = script_constant(CONF, "WORKERS")
-MAX_CONNECTIONS_PER_WORKER = script_constant(CONF, "MAX_CONNECTIONS_PER_WORKER")
+LIMIT_REQUEST_LINE = script_constant(CONF, "limit_request_line")
+LIMIT_REQUEST_FIELDS = script_constant(CONF, "limit_request_fields")
+LIMIT_REQUEST_FIELD_SIZE = script_constant(CONF, "limit_request_field_size")
+WORKERS = script_constant(CONF, "workers")
+WORKER_CONNECTIONS = script_constant(CONF, "worker_connections")
 MAX_QUERY_BYTES = script_constant(REST / "server.py", "MAX_QUERY_BYTES")
 CONNECT_TIMEOUT_SECONDS = script_constant(REST / "client.py", "CONNECT_TIMEOUT_SECONDS")
 READ_TIMEOUT_SECONDS = script_constant(REST / "client.py", "READ_TIMEOUT_SECONDS")
@@ -233,13 +233,13 @@ def test_query_over_max_query_bytes_is_414_json(base_url):
 
 # Requests gunicorn itself refuses, before the app sees them, get gunicorn's own small HTML page (rest/README.md).
 GUNICORN_REFUSES = {
-    "request line over MAX_REQUEST_LINE_BYTES": (
-        f"GET /add?a=1&b=1&pad={'x' * MAX_REQUEST_LINE_BYTES} HTTP/1.1\r\nHost: t\r\n\r\n", 414),
-    "more than MAX_HEADER_FIELDS header fields": (
-        "GET /add?a=1&b=1 HTTP/1.1\r\n" + "".join(f"X-F-{i}: {i}\r\n" for i in range(MAX_HEADER_FIELDS + 1)) + "\r\n",
-        431),
-    "header field over MAX_HEADER_FIELD_BYTES": (
-        f"GET /add?a=1&b=1 HTTP/1.1\r\nX-Big: {'y' * MAX_HEADER_FIELD_BYTES}\r\n\r\n", 431),
+    "request line over limit_request_line": (
+        f"GET /add?a=1&b=1&pad={'x' * LIMIT_REQUEST_LINE} HTTP/1.1\r\nHost: t\r\n\r\n", 414),
+    "more than limit_request_fields header fields": (
+        "GET /add?a=1&b=1 HTTP/1.1\r\n" + "".join(f"X-F-{i}: {i}\r\n" for i in range(LIMIT_REQUEST_FIELDS + 1))
+        + "\r\n", 431),
+    "header field over limit_request_field_size": (
+        f"GET /add?a=1&b=1 HTTP/1.1\r\nX-Big: {'y' * LIMIT_REQUEST_FIELD_SIZE}\r\n\r\n", 431),
     "garbage request line": ("NONSENSE\r\n\r\n", 400),
 }
 
@@ -282,17 +282,17 @@ def timed_add(port: int, timeout: float) -> tuple[float, float]:
 
 
 def test_beyond_max_connections_a_client_waits_until_silent_ones_are_dropped(spawn, port):
-    """Both workers accept from one listening socket; a worker holding MAX_CONNECTIONS_PER_WORKER stops
+    """Both workers accept from one listening socket; a worker holding WORKER_CONNECTIONS stops
     accepting. With 100 more silent clients than both can hold, a newcomer waits in the listen queue until
     the header timeout drops silent ones."""
     proc = start_server(spawn, port)
-    limit = WORKERS * MAX_CONNECTIONS_PER_WORKER
+    limit = WORKERS * WORKER_CONNECTIONS
     silent = silent_connections(port, limit + 100)
     try:
         deadline = time.monotonic() + 10
         while len(held := accepted_client_ports(children(proc.pid), port)) < limit and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert len(held) == limit, "each worker holds MAX_CONNECTIONS_PER_WORKER, no more"
+        assert len(held) == limit, "each worker holds worker_connections, no more"
         result, took = timed_add(port, timeout=HEADER_TIMEOUT_SECONDS + 15)
         held_sockets = [s for s in silent if s.getsockname()[1] in held]
         closed_by_server = sum(1 for s in held_sockets if s.recv(1) == b"")  # each was closed, none answered

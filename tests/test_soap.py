@@ -200,11 +200,11 @@ def raw_answer(port: int, request: bytes) -> bytes:
 
 @pytest.mark.parametrize("request_head, status", [
     (b"GARBAGE\x01 / HTTP/1.1\r\n\r\n", b"400"),
-    (b"GET /?" + b"x" * script_constant(GUNICORN_CONF, "MAX_REQUEST_LINE_BYTES") + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    (b"GET /?" + b"x" * script_constant(GUNICORN_CONF, "limit_request_line") + b" HTTP/1.1\r\nHost: x\r\n\r\n",
      b"414"),
     (b"GET /?wsdl HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(
-        script_constant(GUNICORN_CONF, "MAX_HEADER_FIELDS") + 1)) + b"\r\n", b"431"),
-    (b"GET /?wsdl HTTP/1.1\r\nX-Long: " + b"x" * script_constant(GUNICORN_CONF, "MAX_HEADER_FIELD_BYTES")
+        script_constant(GUNICORN_CONF, "limit_request_fields") + 1)) + b"\r\n", b"431"),
+    (b"GET /?wsdl HTTP/1.1\r\nX-Long: " + b"x" * script_constant(GUNICORN_CONF, "limit_request_field_size")
      + b"\r\n\r\n", b"431"),
 ], ids=["garbage-request-line", "request-line-too-long", "too-many-headers", "header-too-long"])
 def test_http_gunicorn_cannot_parse_gets_gunicorns_own_error_page(server, request_head, status):
