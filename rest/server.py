@@ -116,13 +116,6 @@ class GunicornServer(BaseApplication):
         return app
 
 
-def follow(path: str, port: int) -> None:
-    """Show what the server already running in this container appends to its SERVER_LOG, from now on."""
-    print(f"Following the REST server already running in this container (port {port}): "
-          "its output from now on. Ctrl+C to stop.", flush=True)
-    subprocess.run(["tail", "-n", "0", "-F", path])  # the lines from now on, as they come
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="0.0.0.0", help="address to bind (default: 0.0.0.0)")
@@ -134,8 +127,10 @@ def main() -> None:
         socket.create_server((args.host, args.port), family=family).close()
     except OSError as e:
         taken = e.errno == errno.EADDRINUSE
-        if taken and os.path.isfile(os.environ.get("SERVER_LOG", "")):
-            follow(os.environ["SERVER_LOG"], args.port)
+        if taken and os.path.isfile(os.environ.get("SERVER_LOG", "")):  # in Docker: show that server's output
+            print(f"Following the REST server already running in this container (port {args.port}): "
+                  "its output from now on. Ctrl+C to stop.", flush=True)
+            subprocess.run(["tail", "-n", "0", "-F", os.environ["SERVER_LOG"]])  # its lines as they come
         problem = "is already in use: stop the other REST server" if taken else f"cannot be used: {e.strerror}"
         print(f"error: port {args.port} on {args.host} {problem} (or choose another with --port)", file=sys.stderr)
         sys.exit(2)

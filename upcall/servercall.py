@@ -6,6 +6,7 @@ Each message is answered at once (`Processing`); then, while the server "works" 
 
 import argparse
 import asyncio
+import contextlib
 import errno
 import itertools
 import os
@@ -171,17 +172,6 @@ async def serve(host: str, port: int) -> None:
         writer.close()  # each client sees the server close, after what it was sent
 
 
-def follow(path: str, port: int) -> None:
-    """Show what the server already running in this container appends to `path`, until SIGTERM or Ctrl+C."""
-    print(f"Following the upcall server already running in this container (port {port}): "
-          "its output from now on. Ctrl+C to stop.", flush=True)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops following, like Ctrl+C
-    try:
-        subprocess.run(["tail", "-n", "0", "-F", path])  # the lines from now on, as they come
-    except KeyboardInterrupt:
-        pass
-
-
 def main() -> int:
     global PROGRESS_DELAY_SECONDS, DONE_DELAY_SECONDS, IDLE_TIMEOUT_SECONDS, MAX_CONNECTIONS  # flags override
     p = argparse.ArgumentParser(description="Upcall server: answers each line, then calls the client back.")
@@ -202,8 +192,12 @@ def main() -> int:
         asyncio.run(serve(args.host, args.port))
     except OSError as e:
         taken = e.errno == errno.EADDRINUSE
-        if taken and os.path.isfile(os.environ.get("SERVER_LOG", "")):
-            follow(os.environ["SERVER_LOG"], args.port)
+        if taken and os.path.isfile(os.environ.get("SERVER_LOG", "")):  # in Docker: show that server's output
+            print(f"Following the upcall server already running in this container (port {args.port}): "
+                  "its output from now on. Ctrl+C to stop.", flush=True)
+            signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops following, like Ctrl+C
+            with contextlib.suppress(KeyboardInterrupt):
+                subprocess.run(["tail", "-n", "0", "-F", os.environ["SERVER_LOG"]])  # its lines as they come
             return 0
         if taken:
             print(f"error: port {args.port} on {args.host} is already in use: stop the other upcall server "
