@@ -50,11 +50,21 @@ def when_ready(server):
                                    ", ".join(server.cfg.bind), server.cfg.workers, server.cfg.worker_class_str)
 
 
-def post_fork(server, worker):  # noqa: ARG001 - gunicorn's hook signature
-    """Hook, in a new worker: Ctrl+C is the master's to handle; SIGTERM or SIGQUIT ends it at once until it boots."""
+def stop_at_once():
+    """In a new worker, right after the fork: Ctrl+C is the master's to handle; SIGTERM or SIGQUIT ends it at once."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for sig in (signal.SIGTERM, signal.SIGQUIT):
         signal.signal(sig, lambda *_: os._exit(0))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+# Python's own fork hooks, not gunicorn's post_fork: that runs after the new worker has logged, and a stop signal
+# arriving before it would be lost (the master then kills the worker a second later). Held back during the fork,
+# such a signal reaches the worker's own handlers.
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGQUIT}
+os.register_at_fork(before=lambda: signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS),
+                    after_in_parent=lambda: signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS),
+                    after_in_child=stop_at_once)
 
 
 def post_worker_init(worker):  # noqa: ARG001 - gunicorn's hook signature
