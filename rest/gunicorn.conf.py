@@ -1,7 +1,7 @@
 """gunicorn settings of the REST server, for `gunicorn -c gunicorn.conf.py server:app` and `python server.py`.
 
-Lower-case names are documented gunicorn settings and hooks (https://docs.gunicorn.org/en/stable/settings.html);
-README.md "Limits" lists every limit set here, by the name it has in this file."""
+Lower-case names are documented gunicorn settings and hooks (https://docs.gunicorn.org/en/stable/settings.html),
+but for `stop_at_once`, a Python fork hook. README.md "Limits" lists every limit set here, by its name in this file."""
 
 import logging
 import os
