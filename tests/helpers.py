@@ -11,6 +11,10 @@ from pathlib import Path
 
 from labkit.procs import REPO, Proc, free_port
 
+#: The first line each HTTP server prints once it listens (its gunicorn.conf.py `when_ready` hook).
+REST_READY = r"^REST server listening on"
+SOAP_READY = r"^SOAP server listening on"
+
 
 def script_constant(path: Path, name: str):
     """The value of the top-level `NAME = <literal>` in a demo script, read from its text (not imported)."""
@@ -155,7 +159,6 @@ import sys  # noqa: E402
 
 from lxml import etree  # noqa: E402
 
-SOAP_READY = r"^SOAP server listening on"
 NS_SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP_TNS = "lab.soap.calculator"
 

@@ -3,7 +3,7 @@
 Found in a CI run: Ctrl+C right after the ready line took 1.42 s and the master logged `Worker ... was sent
 SIGKILL!`. Between the fork and gunicorn's `post_fork` hook, a worker still has the master's signal handlers,
 which only queue the signal for a master loop the worker never runs, so the signal was lost. The master then
-waited `graceful_timeout` (1 s) and killed the worker. That window is normally a few microseconds. Here a copy
+waited `graceful_timeout` (1 s) and killed the worker. That window is normally very short. Here a copy
 of the folder gets a `post_fork` hook that sleeps, which widens the window to 0.3 s, so every run lands in it.
 """
 
@@ -15,10 +15,10 @@ import sys
 import time
 
 import pytest
-from helpers import copy_folder_alone, standalone_env
+from helpers import REST_READY, SOAP_READY, copy_folder_alone, standalone_env
 
 #: folder -> its server's ready line
-READY = {"rest": r"^REST server listening on", "soap": r"^SOAP server listening on"}
+READY = {"rest": REST_READY, "soap": SOAP_READY}
 #: How long the copy's post_fork hook keeps each new worker in the window between the fork and the hook.
 WINDOW_SECONDS = 0.3
 SLOW_POST_FORK = f"""

@@ -18,12 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from helpers import accepted_client_ports, children, script_constant
+from helpers import REST_READY, accepted_client_ports, children, script_constant
 
 from labkit.procs import REPO, Proc, free_port, python_env
 
 REST = REPO / "rest"
-READY = r"^REST server listening on"
+READY = REST_READY
 CONF = REST / "gunicorn.conf.py"
 HEADER_TIMEOUT_SECONDS = script_constant(CONF, "HEADER_TIMEOUT_SECONDS")
 LIMIT_REQUEST_LINE = script_constant(CONF, "limit_request_line")

@@ -13,6 +13,7 @@ import sys
 import pytest
 import requests
 import schemathesis
+from helpers import REST_READY
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
@@ -31,7 +32,7 @@ def base_url():
     port = free_port()
     proc = Proc([sys.executable, "server.py", "--host", "127.0.0.1", "--port", str(port)], cwd=str(REPO / "rest"))
     try:
-        proc.wait_for(r"REST server listening on", timeout=20)
+        proc.wait_for(REST_READY, timeout=20)
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.stop(timeout=3)

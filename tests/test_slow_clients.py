@@ -16,12 +16,12 @@ import time
 
 import pytest
 import requests
-from helpers import script_constant
+from helpers import REST_READY, SOAP_READY, script_constant
 
 from labkit.procs import REPO
 
 #: folder -> (ready line, a GET the server answers 200)
-SERVERS = {"rest": (r"^REST server listening on", "/add?a=1&b=2"), "soap": (r"^SOAP server listening on", "/?wsdl")}
+SERVERS = {"rest": (REST_READY, "/add?a=1&b=2"), "soap": (SOAP_READY, "/?wsdl")}
 SLOW_CLIENTS = 100
 #: The issue's bound for the good client's answer while the slow clients trickle.
 GOOD_CLIENT_SECONDS = 2.0
