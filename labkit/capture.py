@@ -340,16 +340,18 @@ def keep_as_latest(stamped: Path, latest: Path) -> Path:
 
 
 def store(raw: Path, out_dir: Path, proto: Protocol, started: datetime, comments: list[str],
-          editcap: list[str] | None = None, history: bool = True) -> Path:
+          editcap: list[str] | None = None, history: bool = True, latest: bool = True) -> Path:
     """Write the pcapng (stamped name, plus the latest copy) and return the stamped path.
 
     With `history` False only <proto>.pcapng is written (compare's folder keeps one per protocol).
+    With `latest` False only the stamped file is written: a recording that caught no packets must not
+    replace the student's last real one, which `make analyze-<proto>` opens.
     """
-    latest = latest_path(out_dir, proto)
     if not history:
-        return write_pcapng(raw, latest, comments, editcap)
+        return write_pcapng(raw, latest_path(out_dir, proto), comments, editcap)
     stamped = write_pcapng(raw, stamped_path(out_dir, proto, started), comments, editcap)
-    keep_as_latest(stamped, latest)
+    if latest:
+        keep_as_latest(stamped, latest_path(out_dir, proto))
     return stamped
 
 

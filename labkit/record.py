@@ -231,14 +231,20 @@ def record(proto: Protocol, kind: str, out_dir: Path = CAPTURES, duration: float
             counter.end()
         ended = datetime.now(capture.UTC)
         stack.close()  # servers and namespaces down before the file is written
+        count = stats.captured if stats.captured is not None else dump.packets.count
         comments = capture.comments_for(proto, kind, session.where, session.commands, made_with,
                                         recorded=(started, ended))
-        out = capture.store(raw, out_dir, proto, started, comments, editcap=session.editcap)
-    count = stats.captured if stats.captured is not None else dump.packets.count
-    say(f"=== {label}: {count} packets{capture.dropped_text(stats)} in {(ended - started).total_seconds():.0f} s "
-        f"-> {capture.shown(out)}{capture.latest_text(proto, out)}; {capture.openers(proto, out)}")
+        out = capture.store(raw, out_dir, proto, started, comments, editcap=session.editcap, latest=bool(count))
+    took = f"in {(ended - started).total_seconds():.0f} s -> {capture.shown(out)}"
     if not count:
+        latest = capture.latest_path(out.parent, proto)
+        kept = (f"{capture.shown(latest)} still holds your last recording with packets" if latest.exists()
+                else f"no {capture.shown(latest)} was made")
+        say(f"=== {label}: 0 packets {took}; {kept}")
         say(f"=== {label}: no packets: did the clients talk to this lab? (the commands above)")
+        return out
+    say(f"=== {label}: {count} packets{capture.dropped_text(stats)} {took}{capture.latest_text(proto, out)}; "
+        f"{capture.openers(proto, out)}")
     return out
 
 

@@ -10,7 +10,9 @@ and clients are pointed there. tests/test_docker.py runs the same files on a rea
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
+import json
 import re
 import shutil
 import signal
@@ -52,6 +54,23 @@ def test_compose_config_accepts_the_file_without_warnings(proto):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stderr == "", f"compose warns: {done.stderr}"
+
+
+@pytest.mark.parametrize("profiles", [(), ("capture",)], ids=["default", "capture-profile"])
+@pytest.mark.parametrize("proto", NAMES)
+def test_the_reader_without_docker_agrees_with_docker_compose_config(proto, profiles):
+    """The namespace runtime reads compose files with PyYAML (no compose binary on a machine without Docker):
+    every service and network it builds is the one the real `docker compose config` gives."""
+    path = compose.compose_file(proto)
+    argv = [*compose.compose_command(), "-f", str(path), *(a for p in profiles for a in ("--profile", p)),
+            "config", "--format", "json"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    real = compose.from_config(path, json.loads(done.stdout))
+    ours = compose.load(path, profiles=profiles)
+    assert (ours.project, ours.networks) == (real.project, real.networks)
+    assert {n: dataclasses.asdict(s) for n, s in ours.services.items()} == \
+        {n: dataclasses.asdict(s) for n, s in real.services.items()}
 
 
 @pytest.mark.parametrize("proto", NAMES)

@@ -132,6 +132,27 @@ def test_duration_stops_the_recording_by_itself(spawn, tmp_path, wireshark_env):
     assert b"Upcall event: Processing tugas satu" in payload_bytes(wireshark_env, pcap)
 
 
+@needs_root
+def test_a_recording_without_packets_keeps_the_last_real_one_as_the_latest(spawn, tmp_path, wireshark_env):
+    port = free_port()
+    rec = start_recorder(spawn, "reqresp", "local", tmp_path, "--port", str(port))
+    run_client([sys.executable, str(REPO / "reqresp" / "client.py"), "--host", "127.0.0.1", "--port", str(port),
+                "tugas pertama", "bye"])
+    rec.wait_for(r"Got [1-9]\d* packets so far", timeout=10)
+    real = stop_recorder(rec)
+    latest = tmp_path / "reqresp.pcapng"
+
+    rec = start_recorder(spawn, "reqresp", "local", tmp_path, "--port", str(port), "--duration", "1")
+    assert rec.wait(STOP_TIMEOUT) == 0, rec.output
+    empty = re.search(r"0 packets in \d+ s -> (\S+\.pcapng);", rec.output)
+    assert empty, rec.output
+    assert Path(empty.group(1)).is_file() and Path(empty.group(1)) != real  # the empty one is kept under its own name
+    assert f"{latest} still holds your last recording with packets" in rec.output
+    assert "no packets: did the clients talk to this lab?" in rec.output
+    assert latest.read_bytes() == real.read_bytes()  # make analyze-reqresp still opens the student's session
+    assert b"tugas pertama\n" in payload_bytes(wireshark_env, latest)
+
+
 # ------------------------------------------------------------------ the namespace lab
 
 
