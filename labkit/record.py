@@ -5,6 +5,8 @@
 in other terminals, counts packets as they arrive, and on Ctrl+C (or after N seconds) writes
 captures/<proto>-<UTC time>.pcapng with a comment naming the protocol, runtime and time, plus
 captures/<proto>.pcapng, a copy of the latest (what `make analyze-<proto>` and `make wireshark-<proto>` open).
+With a TLS key log (SSLKEYLOGFILE=<file> in the environment, or --keylog <file>) the secrets of the recorded TLS
+sessions go into the pcapng (`editcap --inject-secrets`), so Wireshark decrypts it with no settings.
 The runtime is chosen as for `make capture-<proto>`:
   docker  the compose file's containers (started if they are not up); tcpdump on the network's fixed
           bridge br-<proto> (Linux, as root), else the capture sidecar in the server's network namespace
@@ -23,6 +25,7 @@ import os
 import shlex
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -197,8 +200,11 @@ class Counter:
 
 
 def record(proto: Protocol, kind: str, out_dir: Path = CAPTURES, duration: float | None = None,
-           via: str | None = None) -> Path:
-    """Record until Ctrl+C/SIGTERM or `duration` seconds; returns the file written (its own name)."""
+           via: str | None = None, keylog: Path | None = None) -> Path:
+    """Record until Ctrl+C/SIGTERM or `duration` seconds; returns the file written (its own name).
+
+    With `keylog` (a TLS key log, SSLKEYLOGFILE) the secrets of the recording's TLS connections go into the file.
+    """
     if kind != "docker":  # with Docker, the sidecar's editcap does it when this host has none
         capture.need_tool("editcap", "it writes the pcapng file and its comment; it comes with tshark")
     label = f"record-{proto.name}"
@@ -223,6 +229,9 @@ def record(proto: Protocol, kind: str, out_dir: Path = CAPTURES, duration: float
             say("    Run the demo in other terminals, as you like (edit a script, add flags), e.g.:")
             for command in session.commands:
                 say(f"      {command}")
+            if keylog:
+                say(f"    TLS clients log their secrets with SSLKEYLOGFILE={keylog} in their environment; "
+                    "they go into the recording")
             until = f"for {duration:g} s, or " if duration else ""
             say(f"=== {label}: recording {until}until Ctrl+C")
             _wait(dump, counter, duration)
@@ -235,6 +244,8 @@ def record(proto: Protocol, kind: str, out_dir: Path = CAPTURES, duration: float
         comments = capture.comments_for(proto, kind, session.where, session.commands, made_with,
                                         recorded=(started, ended))
         out = capture.store(raw, out_dir, proto, started, comments, editcap=session.editcap, latest=bool(count))
+        if keylog and count and embed_secrets(out, keylog, label):
+            capture.keep_as_latest(out, capture.latest_path(out.parent, proto))
     took = f"in {(ended - started).total_seconds():.0f} s -> {capture.shown(out)}"
     if not count:
         latest = capture.latest_path(out.parent, proto)
@@ -246,6 +257,63 @@ def record(proto: Protocol, kind: str, out_dir: Path = CAPTURES, duration: float
     say(f"=== {label}: {count} packets{capture.dropped_text(stats)} {took}{capture.latest_text(proto, out)}; "
         f"{capture.openers(proto, out)}")
     return out
+
+
+def client_randoms(pcapng: Path) -> set[str] | None:
+    """The client randoms (hex) of the file's TLS ClientHellos, as tshark reads them; None without tshark."""
+    exe = shutil.which("tshark")
+    if exe is None:
+        return None
+    done = subprocess.run([exe, "-n", "-r", str(pcapng), "-Y", "tls.handshake.type == 1", "-T", "fields",
+                           "-e", "tls.handshake.random"], capture_output=True, text=True, timeout=120)
+    return {r.replace(":", "").lower() for r in done.stdout.split()} if done.returncode == 0 else None
+
+
+def embed_secrets(pcapng: Path, keylog: Path, label: str) -> bool:
+    """Put the TLS secrets of the file's connections, read from `keylog`, into it: `editcap --inject-secrets`
+    (Wireshark 3.0+) writes them in a Decryption Secrets Block, and Wireshark decrypts with no settings.
+
+    Only the lines of this file's TLS sessions go in (a key log may hold a browser's too). Returns whether the file
+    changed; a missing or empty key log is one line, and the recording is kept as it is.
+    """
+    try:
+        lines = keylog.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as e:
+        say(f"=== {label}: no TLS secrets embedded: key log {keylog}: {e.strerror} (did a TLS client run with "
+            f"SSLKEYLOGFILE={keylog}?); the recording is kept without them")
+        return False
+    secrets = [line for line in lines if len(line.split()) == 3 and not line.startswith("#")]
+    if not secrets:
+        say(f"=== {label}: no TLS secrets embedded: key log {keylog} is empty (did a TLS client run with "
+            f"SSLKEYLOGFILE={keylog}?); the recording is kept without them")
+        return False
+    randoms = client_randoms(pcapng)
+    if randoms is not None:
+        secrets = [line for line in secrets if line.split()[1].lower() in randoms]
+        if not secrets:
+            say(f"=== {label}: no TLS secrets embedded: {keylog} has none for the "
+                f"{len(randoms)} TLS connection(s) of this recording")
+            return False
+    exe = shutil.which("editcap")
+    if exe is None:
+        say(f"=== {label}: no TLS secrets embedded: editcap is not installed here (it comes with tshark); "
+            f"`editcap --inject-secrets tls,{keylog} {pcapng.name} out.pcapng` does it")
+        return False
+    partial = pcapng.with_name(f".partial-{pcapng.name}")
+    with tempfile.TemporaryDirectory(prefix="lab-keylog-") as tmp:
+        mine = Path(tmp) / "keylog.txt"
+        mine.write_text("\n".join(secrets) + "\n", encoding="utf-8")
+        done = subprocess.run([exe, "--inject-secrets", f"tls,{mine}", str(pcapng), str(partial)],
+                              capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        partial.unlink(missing_ok=True)
+        say(f"=== {label}: no TLS secrets embedded: editcap failed: {(done.stderr or done.stdout).strip()}")
+        return False
+    os.replace(partial, pcapng)
+    sessions = len({line.split()[1] for line in secrets})
+    say(f"=== {label}: TLS secrets of {sessions} session(s) embedded ({len(secrets)} key log lines): "
+        "Wireshark and tshark decrypt this file with no settings")
+    return True
 
 
 def _wait(dump: Tcpdump, counter: Counter, duration: float | None) -> None:
@@ -274,6 +342,8 @@ def main() -> int:
                     help="folder for <proto>-<time>.pcapng and <proto>.pcapng, the latest (default: captures/)")
     ap.add_argument("--port", type=cli.port_number, default=None,
                     help="local runtime: record this port (and start the server on it) instead of the usual one")
+    ap.add_argument("--keylog", type=Path, default=os.environ.get("SSLKEYLOGFILE") or None, metavar="FILE",
+                    help="TLS key log (NSS format) whose secrets go into the recording (default: $SSLKEYLOGFILE)")
     ap.add_argument("--via", choices=("bridge", "sidecar"), default=None,
                     help="docker runtime: listen on the bridge br-<proto> or with the capture sidecar "
                          "(default: the bridge where this host can, as root on Linux, else the sidecar)")
@@ -296,7 +366,7 @@ def main() -> int:
         proto = dataclasses.replace(proto, port=args.port)
     if args.via and kind != "docker":
         raise cli.LabError(f"--via is for the docker runtime, not {kind}", code=2)
-    record(proto, kind, args.out, args.duration, args.via)
+    record(proto, kind, args.out, args.duration, args.via, args.keylog.absolute() if args.keylog else None)
     return 0
 
 

@@ -2,7 +2,9 @@
 # captures/<proto>.pcapng is a copy of the latest: what `make analyze-<proto>` and `make wireshark-<proto>` open.
 #   make capture-<proto>   runs the protocol's scripted demo while tcpdump records it
 #   make record-<proto>    records your own session: run the demo by hand in other terminals, Ctrl+C stops
-#                          (DURATION=<seconds> stops by itself)
+#                          (DURATION=<seconds> stops by itself; PORT=<port> another port, local runtime)
+#                          With a TLS key log (SSLKEYLOGFILE=<file> in the environment, or KEYLOG=<file>) the secrets
+#                          of the recorded TLS sessions go into the pcapng: Wireshark decrypts it with no settings.
 # The runtime is chosen automatically (Docker, else network namespaces as root, else 127.0.0.1);
 # RUNTIME=docker|netns|local chooses it. CAPTURES=<folder> writes and opens captures elsewhere.
 
@@ -31,9 +33,10 @@ capture-%: setup-capture ## record one scripted demo into captures/<proto>-<time
 	@$(check_proto)
 	$(PY) -m labkit.capture $* $(capture_args)
 
-record-%: setup-capture ## record your own session on <proto>'s network until Ctrl+C (DURATION=n, RUNTIME=...)
+record-%: setup-capture ## record your own session on <proto>'s network until Ctrl+C (DURATION=n, RUNTIME=, KEYLOG=)
 	@$(check_proto)
-	$(PY) -m labkit.record $* $(capture_args) $(if $(DURATION),--duration $(DURATION))
+	$(PY) -m labkit.record $* $(capture_args) $(if $(DURATION),--duration $(DURATION)) \
+	  $(if $(KEYLOG),--keylog "$(KEYLOG)") $(if $(PORT),--port $(PORT))
 
 wireshark-profile: ## install the lab's Wireshark profile and Lua dissector into your personal Wireshark folders
 	@mkdir -p "$(WIRESHARK_CONFIG)/profiles/$(WIRESHARK_PROFILE)" "$(WIRESHARK_PLUGINS)"
