@@ -5,6 +5,8 @@
 #   scripts/setup.sh capture  `make capture`: tcpdump, tshark, iproute2, procps, plus Mosquitto when the
 #                             demo runs without Docker (RUNTIME=netns|local, or no engine answers); .venv
 #                             as for analyze. Not root: one line saying what is missing.
+#   scripts/setup.sh assignment  `make check-<proto>`, `make grade`: as analyze, plus tshark (editcap) by apt;
+#                             not root: one line saying what is missing
 #   scripts/setup.sh test     `make test`: every Debian package the tests use, .venv with requirements-dev.txt
 # Python: 3.10, 3.11, 3.12 or 3.13, the versions tests/test_pythons.py runs the demos on (the test
 # suite itself: 3.11 to 3.13). PYTHON=/path/to/python3.X chooses one; without it an existing .venv is
@@ -26,6 +28,7 @@ profile="${1:-demo}"
 case "$profile" in
   demo) apt_pkgs=(mosquitto mosquitto-clients); sets=(folders) ;;
   analyze) apt_pkgs=(); sets=(folders lab) ;;
+  assignment) apt_pkgs=(tshark); sets=(folders lab) ;;  # make check-<proto>, make grade: editcap annotates
   capture)
     apt_pkgs=(tcpdump tshark iproute2 procps)
     # The broker runs on this machine only when the demo does (not in Docker).
@@ -38,7 +41,7 @@ case "$profile" in
     apt_pkgs=(mosquitto mosquitto-clients netcat-openbsd curl tcpdump tshark wrk iproute2 procps docker.io
               debootstrap nodejs npm chromium)  # the last three: the Mermaid check (tests/test_mermaid.py)
     sets=(folders lab dev) ;;
-  *) echo "usage: $0 demo|analyze|capture|test" >&2; exit 2 ;;
+  *) echo "usage: $0 demo|analyze|assignment|capture|test" >&2; exit 2 ;;
 esac
 
 # --- Debian packages -------------------------------------------------------------------------------
@@ -58,6 +61,8 @@ if ((${#missing[@]})); then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   elif [[ "$profile" == capture ]]; then
     say "not installed: ${missing[*]} (captures without Docker need them): sudo apt-get install ${missing[*]}"
+  elif [[ "$profile" == assignment ]]; then
+    say "not installed: ${missing[*]} (its editcap writes the annotated copy; the check runs without it): sudo apt-get install ${missing[*]}"
   else
     die "missing packages: ${missing[*]}: install them with: sudo apt-get install ${missing[*]}"
   fi
