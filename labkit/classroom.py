@@ -361,22 +361,23 @@ class NetnsClassroom:
     def up(self) -> None:
         self.net.up()
         try:
-            lecturer = self.net.exec_prefix("lecturer")
-            # Mosquitto starts in broker/, where its config names its files (relative paths); stdbuf: the log
-            # must not wait in a pipe buffer.
-            self.broker = Proc(["stdbuf", "-oL", "mosquitto", "-c", "mosquitto.conf"], cwd=self.broker_dir,
-                               label="mqtt-broker", echo=self.echo, prefix=lecturer)
+            self.start_broker()
             self.rest = Proc(self.rest_argv(), cwd=REPO / "rest", label="rest-server", echo=self.echo,
                              env=python_env({"CLASSROOM_PASSWORD_FILE": str(self.broker_dir / "passwd")}),
-                             prefix=lecturer)
-            for proc, ready in ((self.broker, MOSQUITTO_READY), (self.rest, REST_READY)):
-                try:
-                    proc.wait_for(ready, timeout=READY_TIMEOUT)
-                except (RuntimeError, TimeoutError) as e:
-                    raise cli.LabError(f"{proc.label} did not start: {str(e).splitlines()[-1]}") from None
+                             prefix=self.net.exec_prefix("lecturer"))
+            _wait_ready(self.rest, REST_READY)
         except BaseException:
             self.down()
             raise
+
+    def start_broker(self) -> None:
+        """Mosquitto, started in broker/ where its config names its files (relative paths); stdbuf: its log
+        must not wait in a pipe buffer. A running one is stopped first (a restart: every session is gone)."""
+        if self.broker is not None:
+            self.broker.stop(timeout=5)
+        self.broker = Proc(["stdbuf", "-oL", "mosquitto", "-c", "mosquitto.conf"], cwd=self.broker_dir,
+                           label="mqtt-broker", echo=self.echo, prefix=self.net.exec_prefix("lecturer"))
+        _wait_ready(self.broker, MOSQUITTO_READY)
 
     def rest_argv(self) -> list[str]:
         """gunicorn with rest/gunicorn.conf.py, its documented TLS settings and the login in front of rest/."""
@@ -390,6 +391,13 @@ class NetnsClassroom:
             if proc is not None:
                 proc.stop(timeout=5)
         self.net.down()
+
+
+def _wait_ready(proc: Proc, ready: str) -> None:
+    try:
+        proc.wait_for(ready, timeout=READY_TIMEOUT)
+    except (RuntimeError, TimeoutError) as e:
+        raise cli.LabError(f"{proc.label} did not start: {str(e).splitlines()[-1]}") from None
 
 
 # ---------------------------------------------------------------- command line
