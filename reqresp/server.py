@@ -5,13 +5,10 @@ messages); the server answers each with `Echo: <message>`. One asyncio event loo
 client at once; `serve_client()` is one conversation: read a line, write a line.
 """
 
-from __future__ import annotations
-
 import argparse
 import asyncio
 import contextlib
 import errno
-import itertools
 import os
 import signal
 import subprocess
@@ -19,25 +16,15 @@ import sys
 
 HOST = "0.0.0.0"  # every interface, so that the client container can reach the server
 PORT = 2222
-#: Longest message accepted, in bytes of UTF-8 without the line ending. A longer line is
-#: answered `Error: line too long` and discarded; the connection stays open.
-MAX_LINE_BYTES = 64 * 1024
-#: A client that sends nothing (or reads none of its replies) for this long is sent
-#: `Error: idle timeout` and disconnected.
-IDLE_TIMEOUT_SECONDS = 300.0
-#: Lines answered for one client before the others get their turn: one pouring lines delays nobody.
-LINES_PER_TURN = 100
-#: Clients served at once; one more is told `Error: server busy` and disconnected.
-MAX_CONNECTIONS = 256
-#: The message that ends a conversation: the server echoes it, then closes the connection.
-BYE = "bye"
+MAX_CONNECTIONS = 256  # clients served at once; one more is told `Error: server busy` and disconnected
+BYE = "bye"  # the message that ends a conversation: the server echoes it, then closes the connection
+PREFIX = ""  # what every line the server sends starts with (the upcall server's: "Upcall event: ")
 
-clients: dict[asyncio.StreamWriter, float] = {}  # every connection served: when we last heard from it
-server_log = None  # with SERVER_LOG set, the file that every printed line is appended to as well
+clients: set[asyncio.StreamWriter] = set()  # every connection being served
 
 
 def log(line: str) -> None:
-    """Print one line of the server's output (and append it to SERVER_LOG, when that is set)."""
+    """Print one line of the server's output (in Docker, also to SERVER_LOG: see the block at the end)."""
     print(line, flush=True)
     if server_log:
         server_log.write(line + "\n")
@@ -48,41 +35,54 @@ def printable(text: str) -> str:
     return text if text.isprintable() else repr(text)[1:-1]
 
 
-class BadLine(Exception):
-    """A line the server refuses: answered `Error: <reason>`; the connection stays open."""
+# ---- Line framing: this block is word for word the same in reqresp/server.py and upcall/servercall.py ----
+MAX_LINE_BYTES = 64 * 1024  # the longest message, in bytes of UTF-8 without "\n"; longer: `Error: line too long`
+IDLE_TIMEOUT_SECONDS = 300.0  # a client that sends no line (or reads no reply) this long: `Error: idle timeout`
+LINES_PER_TURN = 100  # lines read from one client before the others get their turn: a pouring one delays nobody
 
 
-async def skip_line(reader: asyncio.StreamReader, consumed: int) -> None:
-    """Drop a line that is too long: what has arrived of it, then the rest up to its "\\n"."""
+def refuse(writer: asyncio.StreamWriter, reason: str) -> None:
+    log(f"Error from {writer.get_extra_info('peername')}: {reason}")
+    writer.write(f"{PREFIX}Error: {reason}\n".encode())
+
+
+async def messages(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+    """Each line the client sends, without its "\\n" (or "\\r\\n"), until it leaves or stays idle too long.
+
+    A line too long or not UTF-8 is answered with an error here, and the connection stays open."""
+    peer, too_long, lines = writer.get_extra_info("peername"), False, 0
     while True:
-        await reader.readexactly(consumed)
+        try:  # wait while the client reads none of our replies (TCP flow control), then for its next line
+            await asyncio.wait_for(writer.drain(), IDLE_TIMEOUT_SECONDS)
+            line = await asyncio.wait_for(reader.readuntil(b"\n"), IDLE_TIMEOUT_SECONDS)
+        except asyncio.LimitOverrunError as e:  # no "\n" within MAX_LINE_BYTES: drop what came, read on to it
+            await reader.readexactly(e.consumed)
+            too_long = True
+            continue
+        except asyncio.IncompleteReadError as e:  # the client has gone, perhaps in the middle of a line
+            if e.partial:
+                log(f"Connection from {peer} ended mid-line ({len(e.partial)} bytes discarded)")
+            return
+        except asyncio.TimeoutError:
+            log(f"Closing idle connection: {peer} (nothing received for {IDLE_TIMEOUT_SECONDS:g} s)")
+            writer.write(f"{PREFIX}Error: idle timeout\n".encode())
+            if writer.transport.get_write_buffer_size():  # it does not read what it is sent
+                writer.transport.abort()
+            return
+        line, lines = line[:-1].removesuffix(b"\r"), lines + 1
+        if lines % LINES_PER_TURN == 0:
+            await asyncio.sleep(0)  # let the other clients have their turn
+        if too_long or len(line) > MAX_LINE_BYTES:
+            refuse(writer, "line too long")
+            too_long = False
+            continue
         try:
-            await reader.readuntil(b"\n")  # the end of that line
-            return
-        except asyncio.LimitOverrunError as e:  # more of it, still without its end
-            consumed = e.consumed
-        except asyncio.IncompleteReadError:  # the client has gone
-            return
-
-
-async def read_message(reader: asyncio.StreamReader, peer) -> str | None:
-    """The next line without its "\\n" (or "\\r\\n"); None once the client has gone."""
-    try:
-        line = await reader.readuntil(b"\n")
-    except asyncio.IncompleteReadError as e:  # the stream ended, perhaps in the middle of a line
-        if e.partial:
-            log(f"Connection from {peer} ended mid-line ({len(e.partial)} bytes discarded)")
-        return None
-    except asyncio.LimitOverrunError as e:  # no "\n" within the limit
-        await skip_line(reader, e.consumed)
-        raise BadLine("line too long") from None
-    line = line[:-2] if line.endswith(b"\r\n") else line[:-1]
-    if len(line) > MAX_LINE_BYTES:
-        raise BadLine("line too long")
-    try:
-        return line.decode("utf-8")
-    except UnicodeDecodeError:
-        raise BadLine("invalid UTF-8") from None
+            message = line.decode("utf-8")
+        except UnicodeDecodeError:
+            refuse(writer, "invalid UTF-8")
+            continue
+        yield message
+# ---- end of the line framing block ----
 
 
 async def serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -90,51 +90,23 @@ async def serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
     peer = writer.get_extra_info("peername")
     if len(clients) >= MAX_CONNECTIONS:
         log(f"Refused {peer}: server busy ({MAX_CONNECTIONS} connections)")
-        writer.write(b"Error: server busy\n")
+        writer.write(f"{PREFIX}Error: server busy\n".encode())
         writer.close()
         return
-    loop = asyncio.get_running_loop()
-    clients[writer] = loop.time()
+    clients.add(writer)
     log(f"Connection from: {peer}")
     try:
-        for turn in itertools.count(1):
-            if turn % LINES_PER_TURN == 0:
-                await asyncio.sleep(0)  # let the other clients have their turn
-            try:
-                message = await read_message(reader, peer)
-                if message is None:  # the client has gone
-                    break
-                log(f"Received from client: {printable(message)}")
-                reply = f"Echo: {message}"
-            except BadLine as e:
-                log(f"Error from {peer}: {e}")
-                message, reply = "", f"Error: {e}"
-            writer.write(f"{reply}\n".encode())
-            await writer.drain()  # waits while the client is not reading its replies (TCP flow control)
-            clients[writer] = loop.time()  # heard from it just now
+        async for message in messages(reader, writer):
+            log(f"Received from client: {printable(message)}")
+            writer.write(f"Echo: {message}\n".encode())
             if message.strip().lower() == BYE:
                 break
-    except OSError:  # the client vanished (connection reset), or was cut off as idle
+    except OSError:  # the client vanished (connection reset)
         pass
     finally:
-        del clients[writer]
-        writer.close()
+        clients.discard(writer)
+        writer.close()  # after what it was sent
         log(f"Connection closed: {peer}")
-
-
-async def close_idle_connections() -> None:
-    """Once a second, disconnect every client silent (or not reading) for IDLE_TIMEOUT_SECONDS."""
-    while True:
-        await asyncio.sleep(1)
-        for writer, heard in list(clients.items()):
-            if asyncio.get_running_loop().time() - heard >= IDLE_TIMEOUT_SECONDS:
-                log(f"Closing idle connection: {writer.get_extra_info('peername')} "
-                    f"(nothing received for {IDLE_TIMEOUT_SECONDS:g} s)")
-                writer.write(b"Error: idle timeout\n")
-                if writer.transport.get_write_buffer_size():  # it does not read what it is sent
-                    writer.transport.abort()
-                else:
-                    writer.close()  # its serve_client() then sees the end of the stream
 
 
 def report_error(_loop: asyncio.AbstractEventLoop, context: dict) -> None:
@@ -144,20 +116,14 @@ def report_error(_loop: asyncio.AbstractEventLoop, context: dict) -> None:
 
 
 async def serve(host: str, port: int) -> None:
-    """Listen and serve every client until SIGTERM or Ctrl+C, then close all connections."""
-    global server_log
-    loop = asyncio.get_running_loop()
-    loop.set_exception_handler(report_error)
+    """Listen and serve every client until SIGTERM or Ctrl+C."""
+    asyncio.get_running_loop().set_exception_handler(report_error)
     server = await asyncio.start_server(serve_client, host, port, limit=MAX_LINE_BYTES + 1, backlog=1024)
-    if os.environ.get("SERVER_LOG"):  # in Docker: a second `python server.py` follows this file
-        server_log = open(os.environ["SERVER_LOG"], "a", buffering=1, encoding="utf-8")
     log(f"Server listening on {host}:{port}")
     stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    idle_watch = asyncio.create_task(close_idle_connections())
+    for signum in (signal.SIGTERM, signal.SIGINT):  # docker stop, Ctrl+C: asyncio's documented way
+        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
     await stop.wait()
-    idle_watch.cancel()
     server.close()
     for writer in list(clients):
         writer.close()  # each client sees the server close, after what it was sent
@@ -177,21 +143,32 @@ def main() -> int:
     try:
         asyncio.run(serve(args.host, args.port))
     except OSError as e:
-        taken = e.errno == errno.EADDRINUSE
-        if taken and os.path.isfile(os.environ.get("SERVER_LOG", "")):  # in Docker: show that server's output
-            print(f"Following the reqresp server already running in this container (port {args.port}): "
-                  "its output from now on. Ctrl+C to stop.", flush=True)
-            signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops following, like Ctrl+C
-            with contextlib.suppress(KeyboardInterrupt):
-                subprocess.run(["tail", "-n", "0", "-F", os.environ["SERVER_LOG"]])  # its lines as they come
-            return 0
-        if taken:
+        if e.errno == errno.EADDRINUSE and server_log:
+            return follow_running_server(args.port)
+        if e.errno == errno.EADDRINUSE:
             print(f"error: port {args.port} on {args.host} is already in use: stop the other reqresp server "
                   "(or choose another with --port)", file=sys.stderr)
         else:
             print(f"error: cannot start the server on {args.host}:{args.port}: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+# ---- Docker only: `docker compose exec reqresp-server python server.py` follows the server already running ----
+# The image sets SERVER_LOG: the server appends each line it prints to that file, and a second server.py, finding
+# the port taken, shows the file as it grows (tail -F) instead of failing. Without SERVER_LOG none of this runs.
+SERVER_LOG = os.environ.get("SERVER_LOG")
+server_log = open(SERVER_LOG, "a", buffering=1, encoding="utf-8") if SERVER_LOG else None  # line-buffered
+
+
+def follow_running_server(port: int) -> int:
+    print(f"Following the reqresp server already running in this container (port {port}): "
+          "its output from now on. Ctrl+C to stop.", flush=True)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops following, like Ctrl+C
+    with contextlib.suppress(KeyboardInterrupt):
+        subprocess.run(["tail", "-n", "0", "-F", SERVER_LOG])  # its lines as they come
+    return 0
+# ---- end of Docker only ----
 
 
 if __name__ == "__main__":

@@ -188,7 +188,7 @@ def test_two_hundred_connections_at_once(spawn, port, kind):
     target.assert_healthy()
 
 
-def test_sigterm_with_two_hundred_clients_connected_stops_within_a_second(spawn, port, kind):
+def test_sigterm_with_two_hundred_clients_connected_stops_within_3_seconds(spawn, port, kind):
     target = Target(spawn, port, kind)
     conns = [target.connect() for _ in range(200)]
     try:
@@ -198,7 +198,7 @@ def test_sigterm_with_two_hundred_clients_connected_stops_within_a_second(spawn,
         started = time.monotonic()
         target.proc.signal(signal.SIGTERM)
         assert target.proc.popen.wait(5) == 0
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 3.0  # spec.md: within 3 s
         target.proc.wait(5)  # and its output has been read to the end
         assert "Traceback" not in target.proc.output and "Fatal" not in target.proc.output, target.proc.output
     finally:
@@ -304,7 +304,19 @@ def test_connection_limit_answers_server_busy(spawn, port, kind):
 
 def test_the_tests_line_limit_is_the_servers(kind):
     source = (REPO / kind.folder / kind.script).read_text(encoding="utf-8")
-    assert re.search(r"^MAX_LINE_BYTES = 64 \* 1024$", source, re.M) and LINE_MAX_BYTES == 64 * 1024
+    assert re.search(r"^MAX_LINE_BYTES = 64 \* 1024(  #.*)?$", source, re.M) and LINE_MAX_BYTES == 64 * 1024
+
+
+def test_both_servers_frame_lines_with_one_identical_block():
+    """Issue 19: diffing reqresp/server.py and upcall/servercall.py shows the upcall, not two ways to frame lines."""
+    start, end = "# ---- Line framing: ", "# ---- end of the line framing block ----"
+    blocks = []
+    for kind in KINDS:
+        source = (REPO / kind.folder / kind.script).read_text(encoding="utf-8")
+        assert source.count(start) == 1 and source.count(end) == 1, kind.script
+        blocks.append(source[source.index(start):source.index(end)])
+    assert blocks[0] == blocks[1]
+    assert "readuntil" in blocks[0] and "IDLE_TIMEOUT_SECONDS" in blocks[0] and "MAX_LINE_BYTES" in blocks[0]
 
 
 def expected_answers(data: bytes, kind: ServerKind) -> list[str]:
@@ -402,7 +414,7 @@ def test_server_log_gets_every_line_and_a_second_server_follows_it(spawn, port, 
     started = time.monotonic()
     follower.signal(signal.SIGTERM)
     assert follower.wait(5) == 0
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 3.0
     assert "Traceback" not in follower.output
     assert first.running()
 

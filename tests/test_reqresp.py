@@ -203,7 +203,7 @@ def test_client_with_server_down_says_so_in_one_line(spawn, port):
     assert c.lines[0].startswith(f"error: cannot reach the reqresp server at 127.0.0.1:{port}: ")
 
 
-def test_server_stops_on_sigterm_within_a_second_without_traceback(spawn, port):
+def test_server_stops_on_sigterm_within_3_seconds_without_traceback(spawn, port):
     server = start_server(spawn, port)
     conn = connect(port)
     conn.send_line("hi")
@@ -211,7 +211,7 @@ def test_server_stops_on_sigterm_within_a_second_without_traceback(spawn, port):
     started = time.monotonic()
     server.signal(signal.SIGTERM)
     assert server.popen.wait(5) == 0
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 3.0  # spec.md: within 3 s
     server.wait(5)  # its output read to the end
     assert "Traceback" not in server.output
     assert conn.read_line() is None  # the server closed our connection on its way out
@@ -219,7 +219,7 @@ def test_server_stops_on_sigterm_within_a_second_without_traceback(spawn, port):
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
-def test_interactive_client_stops_at_its_prompt_within_a_second(spawn, port, stop):
+def test_interactive_client_stops_at_its_prompt_within_3_seconds(spawn, port, stop):
     start_server(spawn, port)
     c = client(spawn, port, stdin=True)
     c.send("hello\n")
@@ -227,7 +227,7 @@ def test_interactive_client_stops_at_its_prompt_within_a_second(spawn, port, sto
     started = time.monotonic()
     c.signal(stop)
     rc = c.popen.wait(5)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 3.0
     c.wait(5)  # its output read to the end
     assert rc == (0 if stop == signal.SIGTERM else 130)
     assert "Traceback" not in c.output

@@ -211,7 +211,7 @@ def test_end_of_input_acts_like_bye_without_traceback(spawn, port, tmp_path):
     server.wait_for(r"^Received from client: bye$")
 
 
-def test_server_stops_on_sigterm_within_a_second_without_traceback(spawn, port):
+def test_server_stops_on_sigterm_within_3_seconds_without_traceback(spawn, port):
     server = start_server(spawn, port)
     conn = connect(port)
     conn.send_line("wanda")
@@ -219,14 +219,14 @@ def test_server_stops_on_sigterm_within_a_second_without_traceback(spawn, port):
     started = time.monotonic()
     server.signal(signal.SIGTERM)
     assert server.popen.wait(5) == 0
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 3.0  # spec.md: within 3 s
     server.wait(5)  # its output read to the end
     assert "Traceback" not in server.output
     conn.close()
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
-def test_interactive_client_stops_at_its_prompt_within_a_second(spawn, port, tmp_path, stop):
+def test_interactive_client_stops_at_its_prompt_within_3_seconds(spawn, port, tmp_path, stop):
     start_server(spawn, port)
     c = client(spawn, port, tmp_path / "client_log.txt", stdin=True)
     c.send("wanda\n")
@@ -234,7 +234,7 @@ def test_interactive_client_stops_at_its_prompt_within_a_second(spawn, port, tmp
     started = time.monotonic()
     c.signal(stop)
     rc = c.popen.wait(5)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 3.0
     c.wait(5)  # its output read to the end
     assert rc == (0 if stop == signal.SIGTERM else 130)
     assert "Traceback" not in c.output

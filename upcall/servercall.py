@@ -1,14 +1,13 @@
 """Upcall: the server calls the client back on its own initiative, not only in reply.
 
 Each message is answered at once (`Processing`); then, while the server "works" on it, it sends
-`Progress` and `Done` nobody asked for (`handle_message()`), so the client must listen all the time.
+`Progress` and `Done` nobody asked for (`process()`), so the client must listen all the time.
 """
 
 import argparse
 import asyncio
 import contextlib
 import errno
-import itertools
 import os
 import signal
 import subprocess
@@ -17,23 +16,18 @@ import sys
 HOST = "0.0.0.0"  # every interface, so that the client container can reach the server
 PORT = 4141
 DNS_NAME = "upcall-server"  # the compose service name: how the client container finds the server
-EVENT_PREFIX = "Upcall event: "  # every line the server sends starts with this, errors too
+MAX_CONNECTIONS = 256  # clients served at once; one more is told `Error: server busy` and disconnected
+BYE = "bye"  # the message that ends a conversation: the server sends the events still due, then closes
+PREFIX = "Upcall event: "  # what every line the server sends starts with, errors too (request/response's: "")
 PROGRESS_DELAY_SECONDS = 0.5  # after a message arrives, the server calls back with `Progress <message> 50%`
 DONE_DELAY_SECONDS = 1.0  # and then with `Done <message>`
 MAX_IN_FLIGHT = 64  # messages in processing per connection; beyond that the server reads no more until one is done
-#: Longest message, in bytes of UTF-8 without the line ending; a longer one gets `Error: line too long`.
-MAX_LINE_BYTES = 64 * 1024
-IDLE_TIMEOUT_SECONDS = 300.0  # a client that sends no line (or reads nothing) this long: `Error: idle timeout`, closed
-LINES_PER_TURN = 100  # lines answered for one client before the others get their turn: a pouring one delays nobody
-MAX_CONNECTIONS = 256  # clients served at once; one more is told `Error: server busy` and disconnected
-BYE = "bye"  # the message that ends a conversation: the server sends the events still in flight, then closes
 
 clients: set[asyncio.StreamWriter] = set()  # every connection being served
-server_log = None  # with SERVER_LOG set, the file that every printed line is appended to as well
 
 
 def log(line: str) -> None:
-    """Print one line of the server's output (and append it to SERVER_LOG, when that is set)."""
+    """Print one line of the server's output (in Docker, also to SERVER_LOG: see the block at the end)."""
     print(line, flush=True)
     if server_log:
         server_log.write(line + "\n")
@@ -44,65 +38,69 @@ def printable(text: str) -> str:
     return text if text.isprintable() else repr(text)[1:-1]
 
 
-class BadLine(Exception):
-    """A line the server refuses: answered `Upcall event: Error: <reason>`; the connection stays open."""
+# ---- Line framing: this block is word for word the same in reqresp/server.py and upcall/servercall.py ----
+MAX_LINE_BYTES = 64 * 1024  # the longest message, in bytes of UTF-8 without "\n"; longer: `Error: line too long`
+IDLE_TIMEOUT_SECONDS = 300.0  # a client that sends no line (or reads no reply) this long: `Error: idle timeout`
+LINES_PER_TURN = 100  # lines read from one client before the others get their turn: a pouring one delays nobody
 
 
-async def read_message(reader: asyncio.StreamReader, peer) -> str | None:
-    """The next line without its "\\n" (or "\\r\\n"); None once the client has gone."""
-    too_long = False
+def refuse(writer: asyncio.StreamWriter, reason: str) -> None:
+    log(f"Error from {writer.get_extra_info('peername')}: {reason}")
+    writer.write(f"{PREFIX}Error: {reason}\n".encode())
+
+
+async def messages(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+    """Each line the client sends, without its "\\n" (or "\\r\\n"), until it leaves or stays idle too long.
+
+    A line too long or not UTF-8 is answered with an error here, and the connection stays open."""
+    peer, too_long, lines = writer.get_extra_info("peername"), False, 0
     while True:
-        try:
-            line = await reader.readuntil(b"\n")
-            break
-        except asyncio.LimitOverrunError as e:  # no "\n" within the limit: drop what has come, read on
+        try:  # wait while the client reads none of our replies (TCP flow control), then for its next line
+            await asyncio.wait_for(writer.drain(), IDLE_TIMEOUT_SECONDS)
+            line = await asyncio.wait_for(reader.readuntil(b"\n"), IDLE_TIMEOUT_SECONDS)
+        except asyncio.LimitOverrunError as e:  # no "\n" within MAX_LINE_BYTES: drop what came, read on to it
             await reader.readexactly(e.consumed)
             too_long = True
-        except asyncio.IncompleteReadError as e:  # the stream ended, perhaps in the middle of a line
+            continue
+        except asyncio.IncompleteReadError as e:  # the client has gone, perhaps in the middle of a line
             if e.partial:
                 log(f"Connection from {peer} ended mid-line ({len(e.partial)} bytes discarded)")
-            return None
-    line = line[:-1].removesuffix(b"\r")
-    if too_long or len(line) > MAX_LINE_BYTES:
-        raise BadLine("line too long")
-    try:
-        return line.decode("utf-8")
-    except UnicodeDecodeError:
-        raise BadLine("invalid UTF-8") from None
+            return
+        except asyncio.TimeoutError:
+            log(f"Closing idle connection: {peer} (nothing received for {IDLE_TIMEOUT_SECONDS:g} s)")
+            writer.write(f"{PREFIX}Error: idle timeout\n".encode())
+            if writer.transport.get_write_buffer_size():  # it does not read what it is sent
+                writer.transport.abort()
+            return
+        line, lines = line[:-1].removesuffix(b"\r"), lines + 1
+        if lines % LINES_PER_TURN == 0:
+            await asyncio.sleep(0)  # let the other clients have their turn
+        if too_long or len(line) > MAX_LINE_BYTES:
+            refuse(writer, "line too long")
+            too_long = False
+            continue
+        try:
+            message = line.decode("utf-8")
+        except UnicodeDecodeError:
+            refuse(writer, "invalid UTF-8")
+            continue
+        yield message
+# ---- end of the line framing block ----
 
 
-def send_event(writer: asyncio.StreamWriter, event: str) -> None:
-    if not writer.is_closing():
-        writer.write(f"{EVENT_PREFIX}{event}\n".encode())
-
-
-def upcall(writer: asyncio.StreamWriter, event: str, slots: asyncio.Semaphore | None = None) -> None:
-    """The server calling the client, unasked; with `slots`, the message is done and frees its slot."""
+def upcall(writer: asyncio.StreamWriter, event: str) -> None:
+    """The server calling the client, unasked."""
     if not writer.is_closing():
         log(f"Upcall to {writer.get_extra_info('peername')}: {printable(event)}")
-        send_event(writer, event)
-    if slots:
-        slots.release()
+        writer.write(f"{PREFIX}{event}\n".encode())
 
 
-async def handle_message(writer: asyncio.StreamWriter, message: str, slots: asyncio.Semaphore) -> None:
-    """Reply at once; then, later and on the server's own initiative, call the client back twice."""
-    await slots.acquire()  # one of MAX_IN_FLIGHT places; until one is free, this client's next lines wait
-    send_event(writer, f"Processing {message}")
-    loop = asyncio.get_running_loop()
-    loop.call_later(PROGRESS_DELAY_SECONDS, upcall, writer, f"Progress {message} 50%")
-    loop.call_later(DONE_DELAY_SECONDS, upcall, writer, f"Done {message}", slots)
-
-
-def close_idle(writer: asyncio.StreamWriter) -> None:
-    """Disconnect a client that has sent no line (or read nothing) for IDLE_TIMEOUT_SECONDS."""
-    log(f"Closing idle connection: {writer.get_extra_info('peername')} "
-        f"(nothing received for {IDLE_TIMEOUT_SECONDS:g} s)")
-    send_event(writer, "Error: idle timeout")
-    if writer.transport.get_write_buffer_size():  # it does not read what it is sent
-        writer.transport.abort()
-    else:
-        writer.close()  # its serve_client() then sees the end of the stream
+async def process(writer: asyncio.StreamWriter, message: str) -> None:
+    """The server at work on one message: it calls the client back twice, on its own initiative."""
+    await asyncio.sleep(PROGRESS_DELAY_SECONDS)
+    upcall(writer, f"Progress {message} 50%")
+    await asyncio.sleep(DONE_DELAY_SECONDS - PROGRESS_DELAY_SECONDS)
+    upcall(writer, f"Done {message}")
 
 
 async def serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -110,41 +108,29 @@ async def serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
     peer = writer.get_extra_info("peername")
     if len(clients) >= MAX_CONNECTIONS:
         log(f"Refused {peer}: server busy ({MAX_CONNECTIONS} connections)")
-        send_event(writer, "Error: server busy")
+        writer.write(f"{PREFIX}Error: server busy\n".encode())
         writer.close()
         return
     clients.add(writer)
     log(f"Connection from: {peer}")
-    slots = asyncio.Semaphore(MAX_IN_FLIGHT)
-    loop = asyncio.get_running_loop()
-    idle = loop.call_later(IDLE_TIMEOUT_SECONDS, close_idle, writer)
+    working: set[asyncio.Task] = set()  # one task per message in processing
     try:
-        for turn in itertools.count(1):
-            if turn % LINES_PER_TURN == 0:
-                await asyncio.sleep(0)  # let the other clients have their turn
-            try:
-                message = await read_message(reader, peer)
-                if message is None:  # the client has gone, or stopped sending (like `nc -N`): as bye
-                    break
-                log(f"Received from client: {printable(message)}")
-                if message.strip().lower() == BYE:
-                    break
-                await handle_message(writer, message, slots)
-            except BadLine as e:
-                log(f"Error from {peer}: {e}")
-                send_event(writer, f"Error: {e}")
-            await writer.drain()  # waits while the client is not reading (TCP flow control)
-            idle.cancel()  # heard from it just now: the idle timeout starts again
-            idle = loop.call_later(IDLE_TIMEOUT_SECONDS, close_idle, writer)
-        for _ in range(MAX_IN_FLIGHT):  # bye: wait for every slot, so every Done, to come back
-            await slots.acquire()
-        await writer.drain()
-    except OSError:  # the client vanished (connection reset), or was cut off as idle
+        async for message in messages(reader, writer):
+            log(f"Received from client: {printable(message)}")
+            if message.strip().lower() == BYE:
+                break
+            writer.write(f"{PREFIX}Processing {message}\n".encode())  # the reply, at once
+            task = asyncio.create_task(process(writer, message))
+            working.add(task)
+            task.add_done_callback(working.discard)
+            if len(working) >= MAX_IN_FLIGHT:  # read no more from this client until one is done
+                await asyncio.wait(working, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.gather(*working)  # bye, or the client stopped sending: the upcalls still due, then close
+    except OSError:  # the client vanished (connection reset)
         pass
     finally:
-        idle.cancel()
         clients.discard(writer)
-        writer.close()
+        writer.close()  # after what it was sent
         log(f"Connection closed: {peer}")
 
 
@@ -155,17 +141,13 @@ def report_error(_loop: asyncio.AbstractEventLoop, context: dict) -> None:
 
 
 async def serve(host: str, port: int) -> None:
-    """Listen and serve every client until SIGTERM or Ctrl+C, then close all connections."""
-    global server_log
-    loop = asyncio.get_running_loop()
-    loop.set_exception_handler(report_error)
+    """Listen and serve every client until SIGTERM or Ctrl+C."""
+    asyncio.get_running_loop().set_exception_handler(report_error)
     server = await asyncio.start_server(serve_client, host, port, limit=MAX_LINE_BYTES + 1, backlog=1024)
-    if os.environ.get("SERVER_LOG"):  # in Docker: a second `python servercall.py` follows this file
-        server_log = open(os.environ["SERVER_LOG"], "a", buffering=1, encoding="utf-8")
     log(f"Upcall server listening on {host}:{port} (DNS: {DNS_NAME}:{port})")
     stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    for signum in (signal.SIGTERM, signal.SIGINT):  # docker stop, Ctrl+C: asyncio's documented way
+        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
     await stop.wait()
     server.close()
     for writer in list(clients):
@@ -191,21 +173,32 @@ def main() -> int:
     try:
         asyncio.run(serve(args.host, args.port))
     except OSError as e:
-        taken = e.errno == errno.EADDRINUSE
-        if taken and os.path.isfile(os.environ.get("SERVER_LOG", "")):  # in Docker: show that server's output
-            print(f"Following the upcall server already running in this container (port {args.port}): "
-                  "its output from now on. Ctrl+C to stop.", flush=True)
-            signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops following, like Ctrl+C
-            with contextlib.suppress(KeyboardInterrupt):
-                subprocess.run(["tail", "-n", "0", "-F", os.environ["SERVER_LOG"]])  # its lines as they come
-            return 0
-        if taken:
+        if e.errno == errno.EADDRINUSE and server_log:
+            return follow_running_server(args.port)
+        if e.errno == errno.EADDRINUSE:
             print(f"error: port {args.port} on {args.host} is already in use: stop the other upcall server "
                   "(or choose another with --port)", file=sys.stderr)
         else:
             print(f"error: cannot start the server on {args.host}:{args.port}: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+# ---- Docker only: `docker compose exec upcall-server python servercall.py` follows the server already running ----
+# The image sets SERVER_LOG: the server appends each line it prints to that file, and a second servercall.py, finding
+# the port taken, shows the file as it grows (tail -F) instead of failing. Without SERVER_LOG none of this runs.
+SERVER_LOG = os.environ.get("SERVER_LOG")
+server_log = open(SERVER_LOG, "a", buffering=1, encoding="utf-8") if SERVER_LOG else None  # line-buffered
+
+
+def follow_running_server(port: int) -> int:
+    print(f"Following the upcall server already running in this container (port {port}): "
+          "its output from now on. Ctrl+C to stop.", flush=True)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops following, like Ctrl+C
+    with contextlib.suppress(KeyboardInterrupt):
+        subprocess.run(["tail", "-n", "0", "-F", SERVER_LOG])  # its lines as they come
+    return 0
+# ---- end of Docker only ----
 
 
 if __name__ == "__main__":
