@@ -9,7 +9,6 @@ import errno
 import math
 import os
 import re
-import runpy
 import signal
 import socket
 import subprocess
@@ -17,7 +16,6 @@ import sys
 from pathlib import Path
 
 from flask import Flask, abort, request
-from gunicorn.app.base import BaseApplication
 from werkzeug.exceptions import HTTPException
 
 PORT = 5151
@@ -104,44 +102,31 @@ def unexpected_error(_e: Exception):
     return {"error": "Internal server error"}, 500
 
 
-class GunicornServer(BaseApplication):
-    """gunicorn run from Python (its documented custom application) with the settings of gunicorn.conf.py."""
-
-    def load_config(self):
-        for name, value in runpy.run_path(str(HERE / "gunicorn.conf.py")).items():
-            if name in self.cfg.settings:  # gunicorn's settings are the file's lower-case names
-                self.cfg.set(name, value)
-
-    def load(self):
-        return app
-
-
-def main() -> None:
+# --- `python server.py`: what a plain `gunicorn` in this folder runs, on --host and --port. ------------------------
+# Docker only: the image already runs the server, so `docker compose exec rest-server python server.py` finds the
+# port taken and follows that server's output (the lines it also writes to SERVER_LOG) instead.
+if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="0.0.0.0", help="address to bind (default: 0.0.0.0)")
     parser.add_argument("--port", type=int, default=PORT, help=f"port to listen on (default: {PORT})")
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # until gunicorn sets its own handlers
-    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-    try:  # bind once as gunicorn will: a taken port is one line (gunicorn would retry five times)
-        socket.create_server((args.host, args.port), family=family).close()
-    except OSError as e:
-        taken = e.errno == errno.EADDRINUSE
-        if taken and os.path.isfile(os.environ.get("SERVER_LOG", "")):  # in Docker: show that server's output
-            print(f"Following the REST server already running in this container (port {args.port}): "
-                  "its output from now on. Ctrl+C to stop.", flush=True)
-            subprocess.run(["tail", "-n", "0", "-F", os.environ["SERVER_LOG"]])  # its lines as they come
-        problem = "is already in use: stop the other REST server" if taken else f"cannot be used: {e.strerror}"
-        print(f"error: port {args.port} on {args.host} {problem} (or choose another with --port)", file=sys.stderr)
-        sys.exit(2)
-    address = f"[{args.host}]:{args.port}" if family == socket.AF_INET6 else f"{args.host}:{args.port}"
-    server = GunicornServer()
-    server.cfg.set("bind", [address])  # the flags, over gunicorn.conf.py's `bind`
-    server.run()
-
-
-if __name__ == "__main__":
+    ipv6 = ":" in args.host
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM acts as Ctrl+C until gunicorn runs
     try:
-        main()
+        try:  # bind once as gunicorn will: a taken port is one line (gunicorn would retry five times)
+            socket.create_server((args.host, args.port), family=socket.AF_INET6 if ipv6 else socket.AF_INET).close()
+        except OSError as e:
+            taken = e.errno == errno.EADDRINUSE
+            if taken and os.path.isfile(os.environ.get("SERVER_LOG", "")):
+                print(f"Following the REST server already running in this container (port {args.port}): "
+                      "its output from now on. Ctrl+C to stop.", flush=True)
+                subprocess.run(["tail", "-n", "0", "-F", os.environ["SERVER_LOG"]])
+            problem = "is already in use: stop the other REST server" if taken else f"cannot be used: {e.strerror}"
+            print(f"error: port {args.port} on {args.host} {problem} (or choose another with --port)", file=sys.stderr)
+            sys.exit(2)
+        os.chdir(HERE)  # gunicorn reads ./gunicorn.conf.py from here
+        from gunicorn.app.wsgiapp import run
+        sys.argv = ["gunicorn", "--bind", f"[{args.host}]:{args.port}" if ipv6 else f"{args.host}:{args.port}"]
+        run()
     except KeyboardInterrupt:  # Ctrl+C before gunicorn has set its own handlers, or while following
         pass

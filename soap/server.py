@@ -8,7 +8,6 @@ import argparse
 import errno
 import io
 import os
-import runpy
 import signal
 import socket
 import subprocess
@@ -16,7 +15,6 @@ import sys
 from pathlib import Path
 
 import spyne_compat  # noqa: F401  (first: lets spyne 2.14 import on Python 3.12 and 3.13)
-from gunicorn.app.base import BaseApplication
 from spyne import Application, Double, Fault, Integer, ServiceBase, rpc
 from spyne.error import RequestTooLongError
 from spyne.protocol.soap import Soap11
@@ -117,47 +115,31 @@ def app(environ, start_response):
         return [FAULT.format(code, text).encode()]
 
 
-# --- Running it: gunicorn with gunicorn.conf.py, started from Python ---
-
-
-class GunicornServer(BaseApplication):
-    """gunicorn run from Python (its documented custom application) with the settings of gunicorn.conf.py."""
-
-    def load_config(self):
-        for name, value in runpy.run_path(str(Path(__file__).with_name("gunicorn.conf.py"))).items():
-            if name in self.cfg.settings:  # gunicorn's settings are the file's lower-case names
-                self.cfg.set(name, value)
-
-    def load(self):
-        return app
-
-
-def main() -> None:
+# --- `python server.py`: what a plain `gunicorn` in this folder runs, on --host and --port. ------------------------
+# Docker only: the image already runs the server, so `docker compose exec soap-server python server.py` finds the
+# port taken and follows that server's output (the lines it also writes to SERVER_LOG) instead.
+if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="0.0.0.0", help="address to bind (default: 0.0.0.0)")
     parser.add_argument("--port", type=int, default=PORT, help=f"port to listen on (default: {PORT})")
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # until gunicorn sets its own handlers
-    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-    try:  # bind once as gunicorn will: a taken port is one line (gunicorn would retry five times)
-        socket.create_server((args.host, args.port), family=family).close()
-    except OSError as e:
-        taken = e.errno == errno.EADDRINUSE
-        if taken and os.path.isfile(os.environ.get("SERVER_LOG", "")):  # in Docker: show that server's output
-            print(f"Following the SOAP server already running in this container (port {args.port}): "
-                  "its output from now on. Ctrl+C to stop.", flush=True)
-            subprocess.run(["tail", "-n", "0", "-F", os.environ["SERVER_LOG"]])  # its lines as they come
-        problem = "is already in use: stop the other SOAP server" if taken else f"cannot be used: {e.strerror}"
-        print(f"error: port {args.port} on {args.host} {problem} (or choose another with --port)", file=sys.stderr)
-        sys.exit(2)
-    address = f"[{args.host}]:{args.port}" if family == socket.AF_INET6 else f"{args.host}:{args.port}"
-    server = GunicornServer()
-    server.cfg.set("bind", [address])  # the flags, over gunicorn.conf.py's `bind`
-    server.run()
-
-
-if __name__ == "__main__":
+    ipv6 = ":" in args.host
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM acts as Ctrl+C until gunicorn runs
     try:
-        main()
+        try:  # bind once as gunicorn will: a taken port is one line (gunicorn would retry five times)
+            socket.create_server((args.host, args.port), family=socket.AF_INET6 if ipv6 else socket.AF_INET).close()
+        except OSError as e:
+            taken = e.errno == errno.EADDRINUSE
+            if taken and os.path.isfile(os.environ.get("SERVER_LOG", "")):
+                print(f"Following the SOAP server already running in this container (port {args.port}): "
+                      "its output from now on. Ctrl+C to stop.", flush=True)
+                subprocess.run(["tail", "-n", "0", "-F", os.environ["SERVER_LOG"]])
+            problem = "is already in use: stop the other SOAP server" if taken else f"cannot be used: {e.strerror}"
+            print(f"error: port {args.port} on {args.host} {problem} (or choose another with --port)", file=sys.stderr)
+            sys.exit(2)
+        os.chdir(Path(__file__).resolve().parent)  # gunicorn reads ./gunicorn.conf.py from here
+        from gunicorn.app.wsgiapp import run
+        sys.argv = ["gunicorn", "--bind", f"[{args.host}]:{args.port}" if ipv6 else f"{args.host}:{args.port}"]
+        run()
     except KeyboardInterrupt:  # Ctrl+C before gunicorn has set its own handlers, or while following
         pass

@@ -6,7 +6,9 @@ import ast
 import os
 import re
 import shutil
+import signal
 import socket
+import time
 from pathlib import Path
 
 from labkit.procs import REPO, Proc, free_port
@@ -31,6 +33,26 @@ def children(pid: int) -> list[int]:
             return [int(p) for p in f.read().split()]
     except OSError:
         return []
+
+
+def wait_for_booted_workers(pid: int, count: int, timeout: float = 20.0) -> list[int]:
+    """The `count` workers of gunicorn master `pid`, once each has booted: it then ignores SIGINT (the post_worker_init
+    hook of rest/ and soap/ gunicorn.conf.py). The ready line comes before that, as soon as the socket listens."""
+    deadline = time.monotonic() + timeout
+    while True:
+        booted = []
+        for worker in children(pid):
+            try:
+                with open(f"/proc/{worker}/status") as f:
+                    ignored = int(re.search(r"^SigIgn:\s*([0-9a-f]+)", f.read(), re.M).group(1), 16)
+            except (OSError, AttributeError):
+                continue
+            if ignored & (1 << (signal.SIGINT - 1)):
+                booted.append(worker)
+        if len(booted) >= count:
+            return booted
+        assert time.monotonic() < deadline, f"{len(booted)} of {count} workers booted after {timeout} s"
+        time.sleep(0.05)
 
 
 def socket_inodes(pid: int) -> set[str]:

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from helpers import REST_READY, accepted_client_ports, children, script_constant
+from helpers import REST_READY, accepted_client_ports, children, script_constant, wait_for_booted_workers
 
 from labkit.procs import REPO, Proc, free_port, python_env
 
@@ -399,11 +399,26 @@ def open_clients(port: int) -> list[socket.socket]:
     return [kept_alive, socket.create_connection(("127.0.0.1", port), timeout=5), half]
 
 
+def gone(pid: int) -> bool:
+    """The process has exited: no longer there, or a zombie (a worker its master killed as it left is reaped by
+    whoever adopts it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+#: The spec's bound on a stop (SIGTERM, Ctrl+C or `docker compose stop`), reached by gunicorn's settings
+#: (graceful_timeout in gunicorn.conf.py; compose's stop_signal: SIGINT).
+STOP_SECONDS = 3.0
+
+
 @pytest.mark.parametrize("how", ["SIGTERM", "Ctrl+C", "Ctrl+C twice"])
-def test_stops_within_a_second_without_traceback_even_with_open_connections(spawn, port, how):
+def test_stops_within_3_seconds_without_traceback_even_with_open_connections(spawn, port, how):
     proc = start_server(spawn, port)
+    workers = wait_for_booted_workers(proc.pid, WORKERS)  # booted: a stop signal reaches their handlers
     clients = open_clients(port)
-    workers = children(proc.pid)
     started = time.monotonic()
     if how == "SIGTERM":
         proc.signal(signal.SIGTERM)  # docker stop / kill: the master only
@@ -416,19 +431,21 @@ def test_stops_within_a_second_without_traceback_even_with_open_connections(spaw
     took = time.monotonic() - started
     for s in clients:
         s.close()
-    assert took < 1.0, f"took {took:.2f} s:\n{proc.output}"
+    assert took < STOP_SECONDS, f"took {took:.2f} s:\n{proc.output}"
     assert proc.popen.returncode == 0, proc.output
     assert "Traceback" not in proc.output and "SIGKILL" not in proc.output, proc.output
     # Nothing but the ready line and access lines: gunicorn logged no warning or error about the stop.
     assert all(line.startswith("REST server listening") or '" 200 ' in line for line in proc.lines), proc.output
-    assert all(not os.path.exists(f"/proc/{w}") for w in workers), "a worker outlived its master"
+    assert all(gone(w) for w in workers), "a worker outlived its master"
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{port}/add?a=1&b=2", timeout=2)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl+C"])
-def test_stops_within_a_second_right_after_the_ready_line_while_workers_still_start(spawn, port, sig):
-    """The ready line comes once the socket listens (gunicorn's when_ready), before the workers have booted."""
+def test_stops_within_3_seconds_right_after_the_ready_line_while_workers_still_start(spawn, port, sig):
+    """The ready line comes once the socket listens (gunicorn's when_ready), before the workers have booted. A worker
+    that gets its stop signal before it has set its handlers misses it, and gunicorn kills it after graceful_timeout
+    (its `was sent SIGKILL!` line): still within the bound."""
     proc = start_server(spawn, port)
     started = time.monotonic()
     if sig == signal.SIGINT:
@@ -436,8 +453,8 @@ def test_stops_within_a_second_right_after_the_ready_line_while_workers_still_st
     else:
         proc.signal(sig)
     proc.popen.wait(timeout=10)
-    assert time.monotonic() - started < 1.0, proc.output
-    assert proc.popen.returncode == 0 and "Traceback" not in proc.output and "SIGKILL" not in proc.output, proc.output
+    assert time.monotonic() - started < STOP_SECONDS, proc.output
+    assert proc.popen.returncode == 0 and "Traceback" not in proc.output, proc.output
 
 
 def test_port_already_taken_gives_one_clear_line_and_exit_code_2(spawn, port):
@@ -467,15 +484,15 @@ def test_with_server_log_every_line_is_appended_there_and_a_second_copy_follows_
     assert log.read_text().splitlines()[0].startswith(f"REST server listening on 127.0.0.1:{port}")
     started = time.monotonic()
     follower.signal(signal.SIGTERM)
-    assert follower.popen.wait(timeout=5) == 0 and time.monotonic() - started < 1.0
+    assert follower.popen.wait(timeout=5) == 0 and time.monotonic() - started < STOP_SECONDS
     assert "Traceback" not in follower.output
 
 
-def test_gunicorn_command_line_in_the_folder_serves_the_same_app(spawn, port):
-    """What the Docker image runs: `gunicorn -c gunicorn.conf.py server:app`, from the folder, no PYTHONPATH."""
+def test_a_plain_gunicorn_in_the_folder_serves_the_same_app(spawn, port):
+    """What the Docker image runs: `gunicorn`, from the folder, no PYTHONPATH; it reads ./gunicorn.conf.py, whose
+    wsgi_app names server:app (-b, gunicorn's own flag, only moves it to a free port)."""
     env = {k: v for k, v in python_env().items() if k != "PYTHONPATH"}
-    argv = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "-b", f"127.0.0.1:{port}", "server:app"]
-    proc = spawn(argv, cwd=str(REST), env=env)
+    proc = spawn([sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}"], cwd=str(REST), env=env)
     proc.wait_for(rf"^REST server listening on 127\.0\.0\.1:{port}", timeout=20)
     assert get(f"http://127.0.0.1:{port}", "/div?a=1&b=4").json() == {"result": 0.25}
     proc.wait_for(r'"GET /div\?a=1&b=4 HTTP/1.1" 200', timeout=5)

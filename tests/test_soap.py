@@ -18,7 +18,6 @@ from helpers import (
     NS_SOAP_ENV,
     SOAP_READY,
     SOAP_TNS,
-    children,
     copy_folder_alone,
     curl_post,
     fault_of,
@@ -29,6 +28,7 @@ from helpers import (
     soap_envelope,
     standalone_env,
     start_soap_server,
+    wait_for_booted_workers,
 )
 
 from labkit.procs import REPO, Proc, free_port, python_env
@@ -284,15 +284,18 @@ def _gone(pid: int) -> bool:
         return True
 
 
+#: The spec's bound on a stop (SIGTERM or Ctrl+C), reached by gunicorn's settings (graceful_timeout).
+STOP_SECONDS = 3.0
+
+
 @pytest.mark.parametrize("how", ["SIGTERM", "Ctrl+C"])
-def test_stops_within_a_second_without_traceback(spawn, port, how):
+def test_stops_within_3_seconds_without_traceback(spawn, port, how):
     proc = start_soap_server(spawn, port)
     idle = socket.create_connection(("127.0.0.1", port), timeout=5)  # an idle client must not hold the stop
     kept_alive = socket.create_connection(("127.0.0.1", port), timeout=5)
     kept_alive.sendall(b"GET /?wsdl HTTP/1.1\r\nHost: x\r\n\r\n")
     assert kept_alive.recv(64).startswith(b"HTTP/1.1 200")  # so a worker is up and holds this connection
-    workers = children(proc.pid)
-    assert workers, "gunicorn workers expected"
+    workers = wait_for_booted_workers(proc.pid, script_constant(GUNICORN_CONF, "workers"))
     try:
         started = time.monotonic()
         if how == "SIGTERM":
@@ -304,7 +307,7 @@ def test_stops_within_a_second_without_traceback(spawn, port, how):
     finally:
         idle.close()
         kept_alive.close()
-    assert took < 1.0, f"took {took:.2f}s:\n{proc.output}"
+    assert took < STOP_SECONDS, f"took {took:.2f}s:\n{proc.output}"
     assert code == 0
     assert "Traceback" not in proc.output
     assert "SIGKILL" not in proc.output
@@ -345,10 +348,11 @@ def test_server_log_gets_every_line_and_a_second_server_follows_it(spawn, port, 
     assert "Traceback" not in follower.output
 
 
-def test_gunicorn_command_line_serves_the_same_server(spawn, port):
-    """The Docker image's CMD: `gunicorn -c gunicorn.conf.py server:app`, run in the folder."""
+def test_a_plain_gunicorn_in_the_folder_serves_the_same_server(spawn, port):
+    """The Docker image's CMD: `gunicorn`, which reads ./gunicorn.conf.py (its wsgi_app names server:app); here on
+    another address through gunicorn's documented environment variable."""
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-    proc = spawn([gunicorn, "-c", "gunicorn.conf.py", "-b", f"127.0.0.1:{port}", "server:app"], cwd=str(SOAP))
+    proc = spawn([gunicorn], cwd=str(SOAP), env=python_env({"GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{port}"}))
     proc.wait_for(SOAP_READY, timeout=30)
     done = run_client(port, "--op", "all", "-a", "10", "-b", "5")
     assert done.stdout.splitlines()[0] == "add(10,5) = 15"
