@@ -80,8 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     except OSError:
         size = 0
     bar = Progress(size, bool(show))
+    out_dir = args.out_dir or path.parent
+    spill_dir = out_dir if not args.no_files and out_dir.is_dir() and os.access(out_dir, os.W_OK) else None
     try:
-        analysis = analyze(path, progress=bar if bar.enabled else None, stage=bar.stage if bar.enabled else None)
+        # bounded memory: past a lab-sized capture the full lists go to temporary files (spill.py)
+        analysis = analyze(path, progress=bar if bar.enabled else None, stage=bar.stage if bar.enabled else None,
+                           keep_messages=False, spill_dir=spill_dir, all_text=args.all)
     except CaptureError as e:
         raise LabError(str(e), code=2) from None
     finally:
@@ -90,11 +94,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: {w}", file=sys.stderr)
     if args.json:
         sys.stdout.flush()
-        sys.stdout.buffer.write(report.to_json(analysis))
+        report.write_json(analysis, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
     else:
-        sys.stdout.write(report.text(analysis, max_messages=0 if args.all else report.MAX_LISTED_MESSAGES))
+        report.write_text(analysis, sys.stdout, max_messages=0 if args.all else report.MAX_LISTED_MESSAGES)
     if not args.no_files:
-        written = ReportFiles(analysis, args.out_dir or path.parent, path, png=not args.no_png).write()
+        written = ReportFiles(analysis, out_dir, path, png=not args.no_png).write()
         if written and not args.json:
             sys.stdout.write(f"\nWritten: {', '.join(written)}\n")
     return 0
@@ -116,7 +121,8 @@ class ReportFiles:
         """Write the files; returns those written."""
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            self.paths["json"].write_bytes(report.to_json(self.analysis))
+            with open(self.paths["json"], "wb") as f:
+                report.write_json(self.analysis, f)
             png = self.paths.get("png")
             if png is not None:
                 from .ladder import write_png

@@ -9,7 +9,10 @@ the content says nothing (a connection that carried no data).
 from __future__ import annotations
 
 import gc
+import heapq
+import itertools
 import math
+from array import array
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -85,7 +88,17 @@ class Conversation:
 
     @property
     def payload_bytes(self) -> tuple[int, int]:
-        return len(self.cs), len(self.sc)
+        kept = self._memo.get("payload_bytes")
+        return (len(self.cs), len(self.sc)) if kept is None else kept
+
+    @property
+    def message_count(self) -> int:
+        return self._memo.get("message_count", len(self.messages))
+
+    @property
+    def segment_count(self) -> int:
+        """How many TCP segments the connection had (segments() may list only the first few: spill.Spill)."""
+        return self._memo.get("segment_count", len(self.conn.log))
 
     @property
     def duration(self) -> float:
@@ -176,14 +189,32 @@ class Host:
 @dataclass
 class Analysis:
     capture: CaptureRead
-    conversations: list  # recognised, in order of their first packet
+    conversations: list  # recognised, in order of their first packet (spilled: the first KEPT_CONVERSATIONS)
     unrecognised: list  # TCP conversations whose content the analyzer does not know
-    messages: list
+    messages: list  # in capture order (spilled: the first KEPT_MESSAGES)
     hosts: list
     warnings: list
     _latency: list | None = field(default=None, repr=False)
     _totals: dict | None = field(default=None, repr=False)
     memo: dict = field(default_factory=dict, repr=False)  # what the report builders computed once
+    message_count: int = 0  # all the messages of the capture
+    conversation_count: int = 0  # all its recognised conversations
+    spill: object = field(default=None, repr=False)  # spill.Spill when the full lists are in files, else None
+
+    @property
+    def complete(self) -> bool:
+        """Are all the messages and conversations in `messages` and `conversations`?"""
+        return self.spill is None
+
+    def conversation(self, index: int) -> Conversation:
+        """The conversation with this index (any conversation one of `messages` belongs to)."""
+        if "by_index" not in self.memo:
+            by_index = {c.index: c for c in self.conversations}
+            for m in self.messages:
+                if m.conversation not in by_index and m._conv is not None:
+                    by_index[m.conversation] = m._conv
+            self.memo["by_index"] = by_index
+        return self.memo["by_index"][index]
 
     def arp(self) -> list[dict]:
         """ARP requests and replies in capture order: who asks for whom, who answers; a reply names its request."""
@@ -205,56 +236,12 @@ class Analysis:
         return self.memo["arp"]
 
     def latency_stats(self) -> list[dict]:
-        if self._latency is None:
-            self._latency = self._latency_stats()
-        return self._latency
-
-    def _latency_stats(self) -> list[dict]:
-        groups: dict[str, list[float]] = {}
-        for m in self.messages:
-            if m.latency is not None:
-                groups.setdefault(m.pair_label, []).append(m.latency)
-            if m.source is not None:
-                groups.setdefault("MQTT PUBLISH -> broker -> subscriber", []).append(m.time - m.source.time)
-        return [dict(what=k, **stats(v)) for k, v in groups.items()]
+        """Count, min, median, p99 and max of each kind of exchange (request -> response, ...)."""
+        return self._latency or []
 
     def totals(self) -> dict:
-        if self._totals is None:
-            self._totals = self._count()
-        return self._totals
-
-    def _count(self) -> dict:
-        cap = self.capture
-        per_protocol: dict = {}
-        for c in self.conversations:
-            p = per_protocol.get(c.label)
-            if p is None:
-                p = per_protocol[c.label] = {"conversations": 0, "packets": 0, "wire_bytes": 0, "payload_bytes": 0,
-                                             "messages": 0}
-            ab, ba = c.conn.ab, c.conn.ba
-            p["conversations"] += 1
-            p["packets"] += ab.packets + ba.packets
-            p["wire_bytes"] += ab.wire_bytes + ba.wire_bytes
-            p["payload_bytes"] += len(c.cs.data) + len(c.sc.data)
-            p["messages"] += len(c.messages)
-        conv_wire = sum(p["wire_bytes"] for p in per_protocol.values())
-        payload = sum(p["payload_bytes"] for p in per_protocol.values())
-        return {
-            "packets": cap.packets, "wire_bytes": cap.wire_bytes,
-            "recognised_packets": sum(p["packets"] for p in per_protocol.values()),
-            "recognised_wire_bytes": conv_wire,
-            "application_payload_bytes": payload,
-            "payload_share": payload / conv_wire if conv_wire else 0.0,
-            "messages": len(self.messages),
-            "by_protocol": per_protocol,
-            "left_out": {
-                "tcp_conversations": len(self.unrecognised),
-                "tcp_packets": sum(c.conn.packets for c in self.unrecognised),
-                "tcp_wire_bytes": sum(c.conn.ab.wire_bytes + c.conn.ba.wire_bytes for c in self.unrecognised),
-                "other_packets": dict(cap.other.most_common()),
-                "other_wire_bytes": cap.other_bytes,
-            },
-        }
+        """Packets and bytes on the wire, recognised and left out, per protocol."""
+        return self._totals or {}
 
 
 def stats(values: list[float]) -> dict:
@@ -298,67 +285,325 @@ def _orient(conn: Connection, ab: Stream, ba: Stream) -> bool:
 
 
 def analyze(path, progress: Callable[[int, int], None] | None = None,
-            stage: Callable[[str, int], None] | None = None) -> Analysis:
+            stage: Callable[[str, int], None] | None = None, *, keep_messages: bool = True,
+            on_message: Callable[[Message], None] | None = None, spill_dir=None,
+            all_text: bool = False) -> Analysis:
     """Read and analyse one capture file (raises capture.CaptureError if it is not one).
 
-    `progress(done, total)` is told how far reading, then decoding, has got; `stage(name, total)`
-    when decoding starts.
+    The file is read once, as a stream: each TCP connection is decoded when it has ended (and a
+    little after, for late segments), its messages handed on in capture order as soon as no
+    connection still open can put one before them.
+
+    - `keep_messages=True` (the default): everything stays in memory, as the API has always
+      given it (`messages`, every conversation with its streams and segments).
+    - `keep_messages=False`: memory stays bounded on any capture. Once the capture is bigger than
+      a lab exercise (more than SPILL_AFTER_MESSAGES messages or SPILL_AFTER_CONVERSATIONS
+      conversations), `messages` keeps the first KEPT_MESSAGES, `conversations` the first
+      KEPT_CONVERSATIONS (their counts are `message_count`, `conversation_count`), and the
+      JSON's full lists (and, with `all_text`, the text lines of every message) are written to
+      temporary files in `spill_dir` as they come; report.write_json and report.write_text put
+      them back in place. Below that size the analysis is complete, as with keep_messages=True.
+    - `on_message(message)` is called for every message, numbered, in capture order (either mode).
+
+    `progress(done, total)` is told how far reading has got; `stage(name, total)` is called once
+    reading is done and the connections still open are decoded.
     """
     enabled = gc.isenabled()
     gc.disable()  # millions of small tuples and no cycles: the collector would only slow us down
     try:
-        cap = read_capture(path, progress)
+        if keep_messages:
+            sink = Collector()
+        else:
+            from .spill import Spill
+
+            sink = Spill(spill_dir, all_text)
+        builder = Builder(sink, on_message)
+        cap = read_capture(path, progress, on_end=builder.ended, on_table=builder.attach)
         if stage is not None:
             stage("decoding", len(cap.connections))
-        return build(cap, progress)
+        return builder.finish(cap)
     finally:
         if enabled:
             gc.enable()
 
 
-def build(cap: CaptureRead, progress: Callable[[int, int], None] | None = None) -> Analysis:
-    recognised: list[Conversation] = []
-    unrecognised: list[Conversation] = []
-    warnings: list[str] = []
-    if cap.truncated:
-        warnings.append(f"capture truncated: {cap.truncated}")
-    if cap.snapped:
-        warnings.append(f"{cap.snapped} packets were cut short by the capture's snap length: "
-                        "their data is missing from the streams")
-    messages: list[Message] = []
-    total = len(cap.connections)
-    for conn in cap.connections:
-        if progress is not None and not conn.index % 1024:
-            progress(conn.index, total)
-        ab, ba = reassemble(conn.ab, cap.t0_ns), reassemble(conn.ba, cap.t0_ns)
+#: Connections that have ended stay in the reader's table this long (counted in ended connections) before
+#: they are decoded and let go, so that a late segment (a repeated FIN, an ACK) still counts for them.
+ENDED_KEPT = 2048
+#: How many of them are decoded at once when there are more.
+DECODE_BATCH = 1024
+
+
+class Collector:
+    """Receives the analysis as it is built: each decoded conversation, each message in capture order.
+
+    Keeps everything (the API's complete analysis) and the aggregates the report needs
+    (totals per protocol, hosts and their roles, latency), which need nothing else kept.
+    spill.Spill, the command line's bounded version, keeps only what the text report lists.
+    """
+
+    def __init__(self) -> None:
+        self.conversations: list[Conversation] = []
+        self.unrecognised: list[Conversation] = []
+        self.messages: list[Message] = []
+        self.message_count = 0
+        self.conversation_count = 0
+        self.per_protocol: dict = {}  # label -> [first index, conversations, packets, wire, payload, messages]
+        # (label, protocol, server, client ip, client sides) -> [index of the first such conversation, how many]
+        self.pairs: dict = {}
+        self.left_out = [0, 0, 0]  # unrecognised TCP conversations, packets, wire bytes
+
+    def conversation(self, conv: Conversation) -> None:
+        self.conversation_count += 1
+        self._aggregate(conv)
+        self.conversations.append(conv)
+
+    def _aggregate(self, c: Conversation) -> None:
+        ab, ba = c.conn.ab, c.conn.ba
+        p = self.per_protocol.get(c.label)
+        if p is None:
+            p = self.per_protocol[c.label] = [c.index, 0, 0, 0, 0, 0]
+        elif c.index < p[0]:
+            p[0] = c.index
+        p[1] += 1
+        p[2] += ab.packets + ba.packets
+        p[3] += ab.wire_bytes + ba.wire_bytes
+        p[4] += len(c.cs) + len(c.sc)
+        p[5] += len(c.messages)
+        key = (c.label, c.protocol, c.server, c.client[0], c.client_sides)
+        pair = self.pairs.get(key)
+        if pair is None:
+            self.pairs[key] = [c.index, 1]
+        else:
+            pair[1] += 1
+            if c.index < pair[0]:
+                pair[0] = c.index
+
+    def not_recognised(self, conv: Conversation) -> None:
+        self.left_out[0] += 1
+        self.left_out[1] += conv.conn.packets
+        self.left_out[2] += conv.conn.ab.wire_bytes + conv.conn.ba.wire_bytes
+        self.unrecognised.append(conv)
+
+    def message(self, m: Message) -> None:
+        self.message_count += 1
+        self.messages.append(m)
+
+    def hosts(self) -> list[Host]:
+        """Each host with its roles, in the order the conversations first show them."""
+        roles: dict = {}  # ip -> {role text: (index of the first conversation, 0 server / 1 client)}
+        kinds: dict = {}  # ip -> {"server", "client", "broker"}
+        count: Counter = Counter()
+        for (label, protocol, server, client_ip, sides), (first, n) in self.pairs.items():
+            server_role = SERVER_ROLE[protocol]
+            what = f"client ({', '.join(sides)})" if sides else "client"
+            for ip, role, kind, slot in ((server[0], f"{label} {server_role} on port {server[1]}", server_role, 0),
+                                         (client_ip, f"{label} {what}", "client", 1)):
+                seen = roles.setdefault(ip, {})
+                if role not in seen or (first, slot) < seen[role]:
+                    seen[role] = (first, slot)
+                kinds.setdefault(ip, set()).add(kind)
+            count[client_ip] += n
+            if server[0] != client_ip:
+                count[server[0]] += n
+        order = {"server": 0, "broker": 0, "client": 1}
+        hosts = [Host(ip, sorted(r, key=r.__getitem__), ", ".join(sorted(kinds[ip], key=lambda k: (order[k], k))),
+                      count[ip]) for ip, r in roles.items()]
+        hosts.sort(key=lambda h: (order[h.kind.split(",")[0]], _ip_key(h.ip)))
+        return hosts
+
+    def totals(self, cap: CaptureRead) -> dict:
+        per_protocol = {label: {"conversations": n, "packets": packets, "wire_bytes": wire, "payload_bytes": payload,
+                                "messages": msgs}
+                        for label, (_first, n, packets, wire, payload, msgs)
+                        in sorted(self.per_protocol.items(), key=lambda kv: kv[1][0])}
+        conv_wire = sum(p["wire_bytes"] for p in per_protocol.values())
+        payload = sum(p["payload_bytes"] for p in per_protocol.values())
+        return {
+            "packets": cap.packets, "wire_bytes": cap.wire_bytes,
+            "recognised_packets": sum(p["packets"] for p in per_protocol.values()),
+            "recognised_wire_bytes": conv_wire,
+            "application_payload_bytes": payload,
+            "payload_share": payload / conv_wire if conv_wire else 0.0,
+            "messages": self.message_count,
+            "by_protocol": per_protocol,
+            "left_out": {
+                "tcp_conversations": self.left_out[0],
+                "tcp_packets": self.left_out[1],
+                "tcp_wire_bytes": self.left_out[2],
+                "other_packets": dict(cap.other.most_common()),
+                "other_wire_bytes": cap.other_bytes,
+            },
+        }
+
+    def finish(self, a: Analysis) -> None:
+        """Called once everything is decoded; `a` is the analysis to complete."""
+
+
+class Builder:
+    """Decodes connections as the reader hands them over and passes messages on in capture order.
+
+    Messages are numbered in the order of (time, frame, connection, offset), as a list sorted at
+    the end would be. A message is handed on once every connection still in the reader's table
+    has its first data after it: none of them can complete an earlier one. On a capture whose
+    timestamps never go backwards (one interface, as tcpdump writes it) the order is exactly that
+    of the sorted list; a connection that stays open holds back the messages after its first
+    data until it ends, so its length, not the file's, bounds the memory.
+    """
+
+    def __init__(self, sink: Collector, on_message: Callable[[Message], None] | None = None):
+        self.sink = sink
+        self.on_message = on_message
+        self.table = None
+        self.ended_conns: dict = {}  # index -> Connection that has ended, in the order they ended
+        self.heap: list = []  # (time, frame, connection, offset, tie, message) decoded, not yet handed on
+        self.tie = 0
+        self.number = 0
+        self.brokers: set = set()  # endpoints of the MQTT brokers known so far
+        self.broker_of: dict = {}  # MQTT conversation index -> its broker's endpoint
+        self.held: dict = {}  # index -> unrecognised Conversation that may be MQTT once its broker is known
+        self.last_publish: dict = {}  # (broker, topic, payload) -> the last PUBLISH a broker received
+        self.latency: dict = {}  # what -> latencies (seconds), in message order
+        self.t0_ns = 0
+        self.warnings: list = []
+
+    def attach(self, table) -> None:
+        self.table = table
+
+    def ended(self, conn: Connection) -> None:
+        self.ended_conns[conn.index] = conn
+        if len(self.ended_conns) > ENDED_KEPT:
+            self.t0_ns = self.table.t0_ns
+            for index in list(itertools.islice(self.ended_conns, DECODE_BATCH)):
+                c = self.ended_conns.pop(index)
+                self.table.forget(c)
+                c.to_seconds(self.t0_ns)
+                self.decode(c)
+            self.hand_on(max(conn.ab.last_ns, conn.ba.last_ns))
+
+    def decode(self, conn: Connection) -> None:
+        t0 = self.t0_ns
+        ab, ba = reassemble(conn.ab, t0), reassemble(conn.ba, t0)
         conn.ab.segments = conn.ba.segments = None  # free the memory: the streams hold the bytes now
         conv = _conversation(conn, ab, ba, _orient(conn, ab, ba))
+        conv._memo["t0_ns"] = t0
         conv.protocol, conv.detected_by = detect(conv.cs.data, conv.sc.data, conv.server[1])
         if conv.protocol is None:
-            unrecognised.append(conv)
-            continue
-        messages += _decode(conv, cap)
-        recognised.append(conv)
-    # A connection to a broker already known from another connection, carrying well-formed MQTT, is MQTT
-    # too: a subscriber whose CONNECT and SUBSCRIBE came before the capture started, on any port.
-    brokers = {c.server for c in recognised if c.protocol == "MQTT"}
-    for conv in [c for c in unrecognised if c.conn.a in brokers or c.conn.b in brokers]:
-        conv = _conversation(conv.conn, *((conv.cs, conv.sc) if conv.client_is_a else (conv.sc, conv.cs)),
-                             conv.conn.b in brokers)
+            if not self._may_be_mqtt(conv):
+                self.sink.not_recognised(conv)
+            return
+        self._recognised(conv)
+        if conv.protocol == "MQTT" and conv.server not in self.brokers:
+            self.brokers.add(conv.server)
+            for held in [h for h in self.held.values() if h.conn.a == conv.server or h.conn.b == conv.server]:
+                del self.held[held.index]
+                self._as_mqtt(held)
+
+    def _may_be_mqtt(self, conv: Conversation) -> bool:
+        """A connection to a broker known from another connection, carrying well-formed MQTT, is MQTT too (a
+        subscriber whose CONNECT and SUBSCRIBE came before the capture started, on any port). True if it is,
+        or may be once its broker is known (then it waits in `held`)."""
         cs, sc = conv.cs.data[:65536], conv.sc.data[:65536]
-        if (cs or sc) and (not cs or decode_mqtt.valid_stream(cs)) and (not sc or decode_mqtt.valid_stream(sc)):
-            conv.protocol, conv.detected_by = "MQTT", "broker"
-            unrecognised = [c for c in unrecognised if c.conn is not conv.conn]
-            messages += _decode(conv, cap)
-            recognised.append(conv)
-    recognised.sort(key=attrgetter("index"))
-    messages.sort(key=attrgetter("time", "frame", "conversation", "_offset"))
-    for i, m in enumerate(messages, 1):
-        m.number = i
+        if not (cs or sc) or (cs and not decode_mqtt.valid_stream(cs)) or (sc and not decode_mqtt.valid_stream(sc)):
+            return False
+        if conv.conn.a in self.brokers or conv.conn.b in self.brokers:
+            self._as_mqtt(conv)
+        else:
+            self.held[conv.index] = conv
+        return True
+
+    def _as_mqtt(self, conv: Conversation) -> None:
+        conn = conv.conn
+        conv = _conversation(conn, *((conv.cs, conv.sc) if conv.client_is_a else (conv.sc, conv.cs)),
+                             conn.b in self.brokers)
+        conv._memo["t0_ns"] = self.t0_ns
+        conv.protocol, conv.detected_by = "MQTT", "broker"
+        self._recognised(conv)
+
+    def _recognised(self, conv: Conversation) -> None:
+        msgs = _decode(conv)
+        if conv.protocol == "MQTT":
+            self.broker_of[conv.index] = conv.server
+        heap, push = self.heap, heapq.heappush
+        for m in msgs:
+            self.tie += 1
+            push(heap, (m.time, m.frame, m.conversation, m._offset, self.tie, m))
+        self.sink.conversation(conv)
+
+    def hand_on(self, now_ns: int | None) -> None:
+        """Number and hand on the decoded messages no connection still open can come before (all: None)."""
+        heap = self.heap
+        if now_ns is None:
+            bound = math.inf
+        else:
+            firsts = [now_ns]
+            for c in self.table.live.values():
+                f = c.first_data_ns()
+                if f is not None:
+                    firsts.append(f)
+            bound = (min(firsts) - self.t0_ns) / 1e9
+            for conv in self.held.values():
+                for stream in (conv.cs, conv.sc):
+                    if stream.times:
+                        bound = min(bound, stream.times[0])
+        pop = heapq.heappop
+        while heap and heap[0][0] < bound:
+            self.message(pop(heap)[5])
+
+    def message(self, m: Message) -> None:
+        self.number += 1
+        m.number = self.number
         if m.request is not None:  # a request comes before its answer, so it has its number already
             m.reply_to = m.request.number
-    _relays(messages, recognised)
-    return Analysis(cap, recognised, unrecognised, messages, _hosts(recognised), warnings)
+        if m.kind == "PUBLISH" and m.protocol == "MQTT" and "topic" in m.fields:
+            # link each PUBLISH a broker delivered to the last PUBLISH it received with that topic and payload
+            key = (self.broker_of[m.conversation], m.fields["topic"], m.fields.get("payload"))
+            if m.from_client:
+                self.last_publish[key] = m
+            else:
+                src = self.last_publish.get(key)
+                if src is not None:
+                    m.forwarded(src)
+                    m.forwarded_from = src.number
+        if m.latency is not None:
+            self._latency(m.pair_label, m.latency)
+        if m.source is not None:
+            self._latency("MQTT PUBLISH -> broker -> subscriber", m.time - m.source.time)
+        self.sink.message(m)
+        if self.on_message is not None:
+            self.on_message(m)
+
+    def _latency(self, what: str, value: float) -> None:
+        values = self.latency.get(what)
+        if values is None:
+            values = self.latency[what] = array("d")
+        values.append(value)
+
+    def finish(self, cap: CaptureRead) -> Analysis:
+        """The file is read: decode what is left, in order of the connections' first packets."""
+        self.t0_ns = cap.t0_ns
+        for conn in cap.connections:  # already in seconds (capture._finish)
+            self.decode(conn)
+        self.ended_conns.clear()
+        for conv in sorted(self.held.values(), key=attrgetter("index")):
+            self.sink.not_recognised(conv)
+        self.held.clear()
+        self.hand_on(None)
+        sink = self.sink
+        sink.conversations.sort(key=attrgetter("index"))
+        sink.unrecognised.sort(key=lambda c: c["index"] if isinstance(c, dict) else c.index)  # spill.Spill: dicts
+        warnings: list[str] = []
+        if cap.truncated:
+            warnings.append(f"capture truncated: {cap.truncated}")
+        if cap.snapped:
+            warnings.append(f"{cap.snapped} packets were cut short by the capture's snap length: "
+                            "their data is missing from the streams")
+        a = Analysis(cap, sink.conversations, sink.unrecognised, sink.messages, sink.hosts(), warnings)
+        a.message_count, a.conversation_count = sink.message_count, sink.conversation_count
+        a._latency = [dict(what=k, **stats(v)) for k, v in self.latency.items()]
+        a._totals = sink.totals(cap)
+        sink.finish(a)
+        return a
 
 
 def _conversation(conn: Connection, ab: Stream, ba: Stream, client_is_a: bool) -> Conversation:
@@ -367,28 +612,43 @@ def _conversation(conn: Connection, ab: Stream, ba: Stream, client_is_a: bool) -
     return Conversation(conn, client, server, client_is_a, None, "content", cs, sc)
 
 
-def _decode(conv: Conversation, cap: CaptureRead) -> list[Message]:
-    """The conversation's messages, by its protocol; notes on what the capture misses."""
-    cs, sc, index = conv.cs, conv.sc, conv.index
+def _decode_http(conv: Conversation) -> tuple[list[Message], list[str]]:
     closed = conv.direction(False).fin is not None or conv.direction(False).rst is not None
-    if conv.protocol == "HTTP":
-        msgs, notes = decode_http.decode(index, cs, sc, closed)
-        if any(m.protocol == "SOAP" for m in msgs):
-            conv.protocol = "SOAP"
-    elif conv.protocol == "MQTT":
-        msgs, notes = decode_mqtt.decode(index, cs, sc)
-        conv.client_sides = mqtt_sides(msgs)
-        conv.client_name = next((m.fields.get("client_id", "") for m in msgs if m.kind == "CONNECT"), "")
-    else:
-        msgs, notes = decode_lines.decode(index, cs, sc)
-    for stream, who in ((cs, "client"), (sc, "server")):
+    msgs, notes = decode_http.decode(conv.index, conv.cs, conv.sc, closed)
+    if any(m.protocol == "SOAP" for m in msgs):
+        conv.protocol = "SOAP"
+    return msgs, notes
+
+
+def _decode_mqtt(conv: Conversation) -> tuple[list[Message], list[str]]:
+    msgs, notes = decode_mqtt.decode(conv.index, conv.cs, conv.sc)
+    conv.client_sides = mqtt_sides(msgs)
+    conv.client_name = next((m.fields.get("client_id", "") for m in msgs if m.kind == "CONNECT"), "")
+    return msgs, notes
+
+
+def _decode_lines(conv: Conversation) -> tuple[list[Message], list[str]]:
+    return decode_lines.decode(conv.index, conv.cs, conv.sc)
+
+
+#: The decoder of each protocol `detect` names: (conversation) -> (its messages, notes for the report).
+#: A new protocol adds its decode_<name>.py, a line here and its test in `detect`.
+DECODERS: dict[str, Callable[[Conversation], tuple[list[Message], list[str]]]] = {
+    "HTTP": _decode_http, "MQTT": _decode_mqtt, "LINE": _decode_lines}
+
+
+def _decode(conv: Conversation) -> list[Message]:
+    """The conversation's messages, by its protocol; notes on what the capture misses."""
+    msgs, notes = DECODERS[conv.protocol](conv)
+    for stream, who in ((conv.cs, "client"), (conv.sc, "server")):
         if stream.gap is not None:
             notes.append(f"the capture misses data the {who} sent after byte {stream.gap}: "
                          "messages after that point are not shown")
     conv.messages, conv.notes = msgs, notes
-    conv._memo["t0_ns"] = cap.t0_ns
+    flags = conv.flags_of
     for m in msgs:
-        m.tcp_flags = conv.flags_of(m.frame)
+        m.tcp_flags = flags(m.frame)
+        m._conv = conv
     return msgs
 
 
@@ -399,46 +659,6 @@ def mqtt_sides(msgs: list[Message]) -> tuple:
     subscribes = any((m.kind == "SUBSCRIBE" and m.from_client) or (m.kind == "PUBLISH" and not m.from_client)
                      for m in msgs)
     return tuple(side for side, did in (("publisher", publishes), ("subscriber", subscribes)) if did)
-
-
-def _relays(messages: list[Message], convs: list[Conversation]) -> None:
-    """MQTT: link each PUBLISH a broker delivered to the last PUBLISH it received with that topic and payload."""
-    broker = {c.index: c.server for c in convs if c.protocol == "MQTT"}
-    if not broker:
-        return
-    last: dict = {}
-    for m in messages:  # in capture order
-        if m.kind == "PUBLISH" and m.protocol == "MQTT" and "topic" in m.fields:
-            key = (broker[m.conversation], m.fields["topic"], m.fields.get("payload"))
-            if m.from_client:
-                last[key] = m
-            else:
-                src = last.get(key)
-                if src is not None:
-                    m.forwarded(src)
-                    m.forwarded_from = src.number
-
-
-def _hosts(convs: list[Conversation]) -> list[Host]:
-    roles: dict[str, dict[str, None]] = {}
-    kinds: dict[str, set] = {}
-    count: Counter = Counter()
-    for c in convs:
-        proto = c.label
-        server_role = SERVER_ROLE[c.protocol]
-        roles.setdefault(c.server[0], {})[f"{proto} {server_role} on port {c.server[1]}"] = None
-        kinds.setdefault(c.server[0], set()).add(server_role)
-        what = f"client ({', '.join(c.client_sides)})" if c.client_sides else "client"
-        roles.setdefault(c.client[0], {})[f"{proto} {what}"] = None
-        kinds.setdefault(c.client[0], set()).add("client")
-        count[c.client[0]] += 1
-        if c.server[0] != c.client[0]:
-            count[c.server[0]] += 1
-    order = {"server": 0, "broker": 0, "client": 1}
-    hosts = [Host(ip, list(r), ", ".join(sorted(kinds[ip], key=lambda k: (order[k], k))), count[ip])
-             for ip, r in roles.items()]
-    hosts.sort(key=lambda h: (order[h.kind.split(",")[0]], _ip_key(h.ip)))
-    return hosts
 
 
 def _ip_key(ip: str):

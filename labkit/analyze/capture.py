@@ -33,8 +33,12 @@ LINK_NAMES = {
 
 #: A record claiming to be bigger than this is corruption, not a packet.
 MAX_RECORD_BYTES = 64 * 1024 * 1024
-#: How many packets between two progress updates.
+#: How many packets between two progress updates (a power of two: RELEASE_EVERY is its mask).
 PROGRESS_EVERY = 8192
+RELEASE_EVERY = PROGRESS_EVERY - 1
+#: Read pages of the memory map are given back once this many bytes have been read past the last release.
+RELEASE_BYTES = 16 * 1024 * 1024
+PAGE_MASK = ~(mmap.PAGESIZE - 1)
 
 PCAP_MAGICS = {
     b"\xd4\xc3\xb2\xa1": ("<", 1000),  # little-endian, microseconds
@@ -93,12 +97,33 @@ class Connection:
         self.last_ack: tuple | None = None  # (time, frame, from_a): the ACK of the second FIN
         self.family = family
         self.watch = False  # True while a handshake or teardown ACK is still awaited
+        self.ended = False  # its teardown is complete (last ACK or a reset), or a new connection took its ports
+        self.keys: tuple = ()  # its two keys in the reader's table (one per direction)
         # every segment: (frame, time in ns, TCP flags, from A?, payload bytes); what Wireshark's Info column says
         self.log: list = []
 
     @property
     def packets(self) -> int:
         return self.ab.packets + self.ba.packets
+
+    def first_data_ns(self) -> int | None:
+        """When the first segment carrying data arrived (nanoseconds since 1970), or None: no message of this
+        connection can end before it."""
+        firsts = [d.segments[0][2] for d in (self.ab, self.ba) if d.segments]
+        return min(firsts) if firsts else None
+
+    def to_seconds(self, t0: int) -> None:
+        """Turn the times read (nanoseconds since 1970) into seconds since the capture's first packet `t0`."""
+
+        def rel(ev):
+            return None if ev is None else ((ev[0] - t0) / 1e9, *ev[1:])
+
+        self.first_time = (self.first_time - t0) / 1e9
+        self.last_time = (max(self.ab.last_ns, self.ba.last_ns) - t0) / 1e9
+        self.syn, self.synack, self.handshake_ack, self.last_ack = (
+            rel(self.syn), rel(self.synack), rel(self.handshake_ack), rel(self.last_ack))
+        for d in (self.ab, self.ba):
+            d.fin, d.rst = rel(d.fin), rel(d.rst)
 
 
 @dataclass
@@ -160,13 +185,32 @@ _FAST = {
 
 
 class _Table:
-    """The connection table and the per-packet work that does not fit the fast path."""
+    """The connection table and the per-packet work that does not fit the fast path.
 
-    def __init__(self, result: CaptureRead):
+    `on_end(conn)`, if given, is called once a connection's teardown is complete (the ACK of
+    the second FIN, or a reset) or a new connection took over its ports: the streaming
+    analysis decodes it then (capture.py only reads; analysis.py decides when to let go).
+    """
+
+    def __init__(self, result: CaptureRead, on_end: Callable[[Connection], None] | None = None):
         self.r = result
         self.conns: dict = {}  # key bytes (src ip, dst ip, src port, dst port) -> Direction
+        self.live: dict = {}  # index -> Connection, every connection not yet handed over (in order of index)
+        self.count = 0  # connections seen
         self.t0_ns: int | None = None
+        self.last_ns: int | None = None  # time of the latest packet read
         self.names: dict = {}  # address bytes -> text, each formatted once
+        self.on_end = on_end
+        self.finished_wire_bytes = 0  # wire bytes of the connections handed over and forgotten
+
+    def forget(self, conn: Connection) -> None:
+        """Drop a connection from the table (the streaming analysis has decoded it)."""
+        self.live.pop(conn.index, None)
+        for key, d in zip(conn.keys, (conn.ab, conn.ba), strict=True):
+            if self.conns.get(key) is d:
+                del self.conns[key]
+        self.finished_wire_bytes += conn.ab.wire_bytes + conn.ba.wire_bytes
+        conn.ab.conn = conn.ba.conn = None  # no reference cycle left: it is freed as soon as it is dropped
 
     def new(self, key: bytes, ts: int, frame: int) -> Direction:
         """A new connection whose first packet has `key`."""
@@ -176,10 +220,18 @@ class _Table:
         names = self.names
         a = names.get(src) or names.setdefault(src, _ip_text(src))
         b = names.get(dst) or names.setdefault(dst, _ip_text(dst))
-        conn = Connection(len(self.r.connections) + 1, (a, sport), (b, dport), ts, frame, 4 if alen == 4 else 6)
-        self.r.connections.append(conn)
+        self.count += 1
+        conn = Connection(self.count, (a, sport), (b, dport), ts, frame, 4 if alen == 4 else 6)
+        self.live[conn.index] = conn
+        back = dst + src + key[2 * alen + 2:] + key[2 * alen:2 * alen + 2]
+        old = self.conns.get(key)
+        conn.keys = (key, back)
         self.conns[key] = conn.ab
-        self.conns[dst + src + key[2 * alen + 2:] + key[2 * alen:2 * alen + 2]] = conn.ba
+        self.conns[back] = conn.ba
+        if old is not None and not old.conn.ended:  # its ports are taken over: it will see no more packets
+            old.conn.ended = True
+            if self.on_end is not None:
+                self.on_end(old.conn)
         return conn.ab
 
     def general(self, ts: int, link: int, buf, off: int, caplen: int, wirelen: int, frame: int) -> None:
@@ -266,16 +318,19 @@ class _Table:
                 self.r.snapped += 1
                 d.truncated_segments += 1
             d.segments.append((seq, buf[data:min(ip_end, end)], ts, frame, data_len))
-        if flags & 7 or d.conn.watch:
-            control(d, flags, seq, ts, frame, data_len)
+        if (flags & 7 or d.conn.watch) and control(d, flags, seq, ts, frame, data_len) and self.on_end is not None:
+            self.on_end(d.conn)
 
     def other(self, kind: str, wirelen: int) -> None:
         self.r.other[kind] += 1
         self.r.other_bytes += wirelen
 
 
-def control(d: Direction, flags: int, seq: int, t: int, frame: int, data_len: int) -> None:
-    """Handshake and teardown bookkeeping; called for SYN/FIN/RST and while an ACK is awaited."""
+def control(d: Direction, flags: int, seq: int, t: int, frame: int, data_len: int) -> bool:
+    """Handshake and teardown bookkeeping; called for SYN/FIN/RST and while an ACK is awaited.
+
+    True when this segment ended the connection (the ACK of the second FIN, or the first reset).
+    """
     conn = d.conn
     from_a = d.from_a
     if flags & TCP_SYN:
@@ -305,14 +360,24 @@ def control(d: Direction, flags: int, seq: int, t: int, frame: int, data_len: in
     conn.watch = ((conn.synack is not None and conn.handshake_ack is None)
                   or ((conn.ab.fin is not None or conn.ba.fin is not None) and conn.last_ack is None
                       and conn.ab.rst is None and conn.ba.rst is None))
+    if not conn.ended and (conn.last_ack is not None or conn.ab.rst is not None or conn.ba.rst is not None):
+        conn.ended = True
+        return True
+    return False
 
 
-def read_capture(path: str | os.PathLike, progress: Callable[[int, int], None] | None = None) -> CaptureRead:
+def read_capture(path: str | os.PathLike, progress: Callable[[int, int], None] | None = None, *,
+                 on_end: Callable[[Connection], None] | None = None,
+                 on_table: Callable[[_Table], None] | None = None) -> CaptureRead:
     """Read `path` (pcap or pcapng); raise CaptureError when it is not a capture.
 
     `progress(done_bytes, total_bytes)` is called every PROGRESS_EVERY packets.
     A capture that ends in the middle of a packet is read up to there and
     `truncated` says so.
+
+    Streaming: `on_end(conn)` is called as each connection ends (see _Table) and `on_table(table)`
+    once, before the first packet, so that the caller can `forget` connections it has decoded;
+    `connections` then lists only those still in the table when the file ends.
     """
     p = Path(path)
     if not p.exists():
@@ -339,7 +404,9 @@ def read_capture(path: str | os.PathLike, progress: Callable[[int, int], None] |
             else:
                 raise CaptureError(f"{p} is not a pcap or pcapng capture (it starts with bytes "
                                    f"{bytes(buf[:8]).hex(' ')}); record one with tcpdump -w or dumpcap")
-            table = _Table(result)
+            table = _Table(result, on_end)
+            if on_table is not None:
+                on_table(table)
             _scan(buf, size, result, table, progress)
     _finish(table, result)
     return result
@@ -353,6 +420,7 @@ def _scan(buf, size: int, result: CaptureRead, table: _Table, progress) -> None:
     """
     get = table.conns.get
     new = table.new
+    on_end = table.on_end
     general = table.general
     pcapng = result.file_format == "pcapng"
     if pcapng:
@@ -368,6 +436,11 @@ def _scan(buf, size: int, result: CaptureRead, table: _Table, progress) -> None:
         off = 24
     n = 0
     t0 = last = None
+    # Pages of the file already read are handed back: a memory map's pages count as the process's own
+    # memory while mapped (tshark, reading with read(), holds none), and nothing refers to them any more
+    # (segments are copied out).
+    release = getattr(buf, "madvise", None) if hasattr(mmap, "MADV_DONTNEED") else None
+    released = 0
     current = -1  # pcapng: the interface whose link type and time unit are loaded
     while off < size:
         if pcapng:
@@ -411,9 +484,13 @@ def _scan(buf, size: int, result: CaptureRead, table: _Table, progress) -> None:
         n += 1
         last = ts
         if t0 is None:
-            t0 = ts
-        if progress is not None and not n % PROGRESS_EVERY:
-            progress(off, size)
+            t0 = table.t0_ns = ts
+        if not n & RELEASE_EVERY:
+            if progress is not None:
+                progress(off, size)
+            if release is not None and off - released > RELEASE_BYTES:
+                release(mmap.MADV_DONTNEED, released, (off - released) & PAGE_MASK)
+                released += (off - released) & PAGE_MASK
         # --- the fast path: TCP in IPv4 without options (kept in step with _Table.general and _Table.tcp)
         if fast is not None and caplen >= l2 + 34:
             etype, verihl, total, ff, proto, key, seq, _ack, hlf = fast(buf, p)
@@ -435,12 +512,14 @@ def _scan(buf, size: int, result: CaptureRead, table: _Table, progress) -> None:
                         d.segments.append((seq, buf[data:end], ts, n, ip_end - data))
                     else:
                         d.segments.append((seq, buf[data:ip_end], ts, n, ip_end - data))
-                if hlf & 7 or d.conn.watch:
-                    control(d, hlf & 0x3F, seq, ts, n, ip_end - data)
+                if (hlf & 7 or d.conn.watch) and control(d, hlf & 0x3F, seq, ts, n, ip_end - data) and on_end:
+                    on_end(d.conn)
                 continue
         general(ts, link, buf, p, caplen, wirelen, n)
     result.packets = n
-    result.wire_bytes = result.other_bytes + sum(c.ab.wire_bytes + c.ba.wire_bytes for c in result.connections)
+    result.connections = list(table.live.values())
+    result.wire_bytes = result.other_bytes + table.finished_wire_bytes + sum(
+        c.ab.wire_bytes + c.ba.wire_bytes for c in result.connections)
     table.t0_ns = t0
     table.last_ns = last
 
@@ -552,16 +631,8 @@ def _finish(table: _Table, result: CaptureRead) -> None:
     result.first_epoch = t0 / 1e9
     result.duration = (table.last_ns - t0) / 1e9
     result.t0_ns = t0
-
-    def rel(ev):
-        return None if ev is None else ((ev[0] - t0) / 1e9, *ev[1:])
-
     for a in result.arp:
         a.time = (a.time - t0) / 1e9
     for c in result.connections:
-        c.first_time = (c.first_time - t0) / 1e9
-        c.last_time = (max(c.ab.last_ns, c.ba.last_ns) - t0) / 1e9
-        c.syn, c.synack, c.handshake_ack, c.last_ack = rel(c.syn), rel(c.synack), rel(c.handshake_ack), rel(c.last_ack)
-        for d in (c.ab, c.ba):
-            d.fin, d.rst = rel(d.fin), rel(d.rst)
+        c.to_seconds(t0)
 

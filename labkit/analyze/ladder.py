@@ -65,8 +65,8 @@ def write_png(a: Analysis, path: str | Path, limit: int = MAX_DIAGRAM_MESSAGES) 
     ncols = max(len(order), 1)
     nrows = len(events) + (1 if cut else 0)
     font, big = _fonts()
-    n = len(a.conversations)
-    title = f"{a.capture.path.name}: {len(a.messages)} messages in {n} conversation{'' if n == 1 else 's'}"
+    n = a.conversation_count
+    title = f"{a.capture.path.name}: {a.message_count} messages in {n} conversation{'' if n == 1 else 's'}"
     legend_width = sum(font.getlength(t) + 24 for t, _ in LEGEND)
     width = int(max(LEFT + COLUMN * ncols, big.getlength(title) + legend_width + 50))
     height = TOP + ROW * (nrows + 1) + 20

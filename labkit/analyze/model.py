@@ -36,6 +36,7 @@ class Message:
     _request: Message | None = None
     _source: Message | None = None
     _pair_label: str = ""  # what kind of exchange it completes, e.g. "HTTP GET /add -> response"
+    _conv: object = None  # the analysis.Conversation it belongs to
 
     @property
     def request(self) -> Message | None:

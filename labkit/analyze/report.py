@@ -94,9 +94,10 @@ def teardown_text(conv: Conversation) -> str:
 def segments_text(conv: Conversation, limit: int = MAX_LISTED_SEGMENTS) -> str:
     """The connection's segments as Wireshark's Info column names them: frame, flags, sender, payload."""
     segs = conv.segments()
+    total = conv.segment_count
     parts = [f"{s['frame']} {s['flags']} {_side(conv, s['from'])}" + (f" {s['len']} B" if s["len"] else "")
              for s in segs[:limit]]
-    more = f", ... {len(segs) - limit} more (see the JSON)" if len(segs) > limit else ""
+    more = f", ... {total - limit} more (see the JSON)" if total > limit else ""
     return ", ".join(parts) + more
 
 
@@ -139,8 +140,46 @@ def _left_out(t: dict) -> str:
     return "; ".join(parts) if parts else "nothing"
 
 
+def message_row(m: Message, conv: Conversation) -> str:
+    """One message's line in the terminal report (`conv`: its conversation)."""
+    src, dst = (conv.client, conv.server) if m.from_client else (conv.server, conv.client)
+    route = f"{endpoint(src)} -> {endpoint(dst)}"
+    return (f"  {m.number:>5} {m.time:>11.6f} {m.frame:>6} {m.conversation:>5}  {route:<45} "
+            f"{m.tcp_flags:<11} {message_line(m)}")
+
+
 def text(a: Analysis, max_messages: int = MAX_LISTED_MESSAGES) -> str:
     """The terminal report."""
+    import io
+
+    out = io.StringIO()
+    write_text(a, out, max_messages)
+    return out.getvalue()
+
+
+def write_text(a: Analysis, stream, max_messages: int = MAX_LISTED_MESSAGES) -> None:
+    """Write the terminal report to a text stream; with `max_messages` 0, every message (from the spill
+    file if the analysis has one)."""
+    out = _text_head(a)
+    out.append("Messages in capture order (time: seconds since the first packet)")
+    if a.message_count:
+        out.append(f"  {'#':>5} {'time':>11} {'frame':>6} {'conv':>5}  {'from -> to':<45} {'TCP flags':<11} message")
+    limit = a.message_count if max_messages <= 0 else max_messages
+    if a.message_count > len(a.messages) and limit > len(a.messages):  # the rest is in the spill file
+        stream.write("\n".join(out) + "\n")
+        a.spill.copy_text(stream, limit)
+        out = []
+    else:
+        out += [message_row(m, a.conversation(m.conversation)) for m in a.messages[:limit]]
+    if a.message_count > limit:
+        out.append(f"  ... {a.message_count - limit} more messages: see the JSON file, or use --all")
+    if not a.message_count:
+        out.append("  none")
+    out += _text_tail(a)
+    stream.write("\n".join(out) + "\n")
+
+
+def _text_head(a: Analysis) -> list[str]:
     out: list[str] = [f"Capture {a.capture.path}", *("  " + s for s in _capture_line(a))]
     for w in a.warnings:
         out.append(f"  warning: {w}")
@@ -163,15 +202,15 @@ def text(a: Analysis, max_messages: int = MAX_LISTED_MESSAGES) -> str:
         out.append(f"  #{conv.index} {endpoint(conv.client)} -> {endpoint(conv.server)}  {conv.label}{who}{how}")
         out.append(f"      client->{role_of(conv, False)}: {pc} packets, {_fmt(bc)} bytes ({_fmt(yc)} payload); "
                    f"{role_of(conv, False)}->client: {ps} packets, {_fmt(bs)} bytes ({_fmt(ys)} payload); "
-                   f"{len(conv.messages)} messages; lasted {conv.duration:.6f} s")
+                   f"{conv.message_count} messages; lasted {conv.duration:.6f} s")
         out.append(f"      handshake: {handshake_text(conv)}")
         out.append(f"      teardown:  {teardown_text(conv)}")
         out.append(f"      segments (frame, TCP flags, sender, payload): {segments_text(conv)}")
         for note in conv.notes:
             out.append(f"      note: {note}")
-    if len(a.conversations) > MAX_LISTED_CONVERSATIONS:
-        out.append(f"  ... and {len(a.conversations) - MAX_LISTED_CONVERSATIONS} more conversations (see the JSON)")
-    if not a.conversations:
+    if a.conversation_count > MAX_LISTED_CONVERSATIONS:
+        out.append(f"  ... and {a.conversation_count - MAX_LISTED_CONVERSATIONS} more conversations (see the JSON)")
+    if not a.conversation_count:
         out.append("  none recognised")
     out.append("")
     out.append("ARP (who asks for whose MAC address, who answers)")
@@ -182,22 +221,11 @@ def text(a: Analysis, max_messages: int = MAX_LISTED_MESSAGES) -> str:
     if not a.arp():
         out.append("  none (on loopback there is no ARP)")
     out.append("")
-    out.append("Messages in capture order (time: seconds since the first packet)")
-    if a.messages:
-        out.append(f"  {'#':>5} {'time':>11} {'frame':>6} {'conv':>5}  {'from -> to':<45} {'TCP flags':<11} message")
-    convs = {c.index: c for c in a.conversations}
-    limit = len(a.messages) if max_messages <= 0 else max_messages
-    for m in a.messages[:limit]:
-        conv = convs[m.conversation]
-        src, dst = (conv.client, conv.server) if m.from_client else (conv.server, conv.client)
-        route = f"{endpoint(src)} -> {endpoint(dst)}"
-        out.append(f"  {m.number:>5} {m.time:>11.6f} {m.frame:>6} {m.conversation:>5}  {route:<45} "
-                   f"{m.tcp_flags:<11} {message_line(m)}")
-    if len(a.messages) > limit:
-        out.append(f"  ... {len(a.messages) - limit} more messages: see the JSON file, or use --all")
-    if not a.messages:
-        out.append("  none")
-    out.append("")
+    return out
+
+
+def _text_tail(a: Analysis) -> list[str]:
+    out = [""]
     out.append("Latency (request -> response; MQTT: publisher -> broker -> subscriber)")
     lat = a.latency_stats()
     if lat:
@@ -220,53 +248,94 @@ def text(a: Analysis, max_messages: int = MAX_LISTED_MESSAGES) -> str:
                    f"{_fmt(p['packets'])} packets, {_fmt(p['wire_bytes'])} wire bytes, "
                    f"{_fmt(p['payload_bytes'])} payload bytes")
     out.append(f"  left out:     {_left_out(t)}")
-    return "\n".join(out) + "\n"
+    return out
 
 
 # --- JSON -------------------------------------------------------------------------------------------
 
+def conversation_dict(c: Conversation) -> dict:
+    """One conversation as the JSON has it, with every segment."""
+    cd, sd = c.direction(True), c.direction(False)
+    conn = c.conn
+    pc, ps = c.payload_bytes
+    return {
+        "index": c.index, "protocol": c.label, "recognised_by": c.detected_by,
+        "client": {"ip": c.client[0], "port": c.client[1]},
+        "server": {"ip": c.server[0], "port": c.server[1], "role": role_of(c, False)},
+        "client_id": c.client_name or None,
+        "client_role": list(c.client_sides),  # MQTT: publisher and/or subscriber, from what it sent and got
+        "packets": {"client_to_server": cd.packets, "server_to_client": sd.packets},
+        "wire_bytes": {"client_to_server": cd.wire_bytes, "server_to_client": sd.wire_bytes},
+        "payload_bytes": {"client_to_server": pc, "server_to_client": ps},
+        "start": conn.first_time, "end": conn.last_time, "duration": conn.last_time - conn.first_time,
+        "handshake": c.handshake(), "teardown": c.teardown(), "closed_first": c.closed_first(),
+        "messages": c.message_count, "notes": c.notes, "segments": c.segments(),
+    }
+
+
+def left_out_dict(c: Conversation) -> dict:
+    return {"index": c.index, "client": endpoint(c.client), "server": endpoint(c.server),
+            "packets": sum(c.packets), "wire_bytes": sum(c.wire_bytes)}
+
+
 def to_dict(a: Analysis) -> dict:
+    """The whole report as one dict (a complete analysis; write_json writes any)."""
+    out = _json_parts(a)
+    out["conversations"] = [conversation_dict(c) for c in a.conversations]
+    out["messages"] = a.messages  # dataclasses: orjson writes their public fields
+    return {k: out[k] for k in JSON_KEYS}
+
+
+#: The JSON report's keys, in order.
+JSON_KEYS = ("capture", "warnings", "hosts", "conversations", "arp", "messages", "latency", "totals",
+             "left_out_conversations")
+
+
+def _json_parts(a: Analysis) -> dict:
+    """Everything of the JSON report but its two long lists, conversations and messages."""
     cap = a.capture
-    convs = []
-    for c in a.conversations:
-        cd, sd = c.direction(True), c.direction(False)
-        conn = c.conn
-        convs.append({
-            "index": c.index, "protocol": c.label, "recognised_by": c.detected_by,
-            "client": {"ip": c.client[0], "port": c.client[1]},
-            "server": {"ip": c.server[0], "port": c.server[1], "role": role_of(c, False)},
-            "client_id": c.client_name or None,
-            "client_role": list(c.client_sides),  # MQTT: publisher and/or subscriber, from what it sent and got
-            "packets": {"client_to_server": cd.packets, "server_to_client": sd.packets},
-            "wire_bytes": {"client_to_server": cd.wire_bytes, "server_to_client": sd.wire_bytes},
-            "payload_bytes": {"client_to_server": len(c.cs.data), "server_to_client": len(c.sc.data)},
-            "start": conn.first_time, "end": conn.last_time, "duration": conn.last_time - conn.first_time,
-            "handshake": c.handshake(), "teardown": c.teardown(), "closed_first": c.closed_first(),
-            "messages": len(c.messages), "notes": c.notes, "segments": c.segments(),
-        })
     return {
         "capture": {"file": str(cap.path), "format": cap.file_format, "link_types": cap.link_types,
                     "packets": cap.packets, "wire_bytes": cap.wire_bytes, "start_epoch": cap.first_epoch,
                     "duration": cap.duration, "truncated": cap.truncated},
         "warnings": a.warnings,
         "hosts": [{"ip": h.ip, "role": h.kind, "roles": h.roles, "conversations": h.conversations} for h in a.hosts],
-        "conversations": convs,
         "arp": a.arp(),
-        "messages": a.messages,  # dataclasses: orjson writes their public fields
         "latency": a.latency_stats(),
         "totals": a.totals(),
-        "left_out_conversations": [
-            {"index": c.index, "client": endpoint(c.client), "server": endpoint(c.server),
-             "packets": sum(c.packets), "wire_bytes": sum(c.wire_bytes)} for c in a.unrecognised],
+        "left_out_conversations": [c if isinstance(c, dict) else left_out_dict(c) for c in a.unrecognised],
     }
 
 
 def to_json(a: Analysis) -> bytes:
     """UTF-8 JSON (orjson: the standard library's encoder takes longer than the whole analysis)."""
+    import io
+
+    out = io.BytesIO()
+    write_json(a, out)
+    return out.getvalue()
+
+
+def write_json(a: Analysis, out) -> None:
+    """Write the JSON report to a binary stream: indented for people up to JSON_INDENT_UP_TO messages.
+
+    A spilled analysis (spill.Spill) has its conversations and messages in files, already as JSON:
+    they are copied in between the other parts, byte for byte what orjson writes for the whole dict.
+    """
     import orjson
 
-    indent = orjson.OPT_INDENT_2 if len(a.messages) <= JSON_INDENT_UP_TO else 0
-    return orjson.dumps(to_dict(a), option=indent | orjson.OPT_APPEND_NEWLINE)
+    indent = orjson.OPT_INDENT_2 if a.message_count <= JSON_INDENT_UP_TO else 0
+    if a.complete:
+        out.write(orjson.dumps(to_dict(a), option=indent | orjson.OPT_APPEND_NEWLINE))
+        return
+    if indent:  # few messages but many conversations: small enough to load back and indent
+        import io
+
+        compact = io.BytesIO()
+        a.spill.write_json(_json_parts(a), compact)
+        out.write(orjson.dumps(orjson.loads(compact.getvalue()), option=indent | orjson.OPT_APPEND_NEWLINE))
+        return
+    a.spill.write_json(_json_parts(a), out)
 
 
 # --- Markdown + Mermaid ---------------------------------------------------------------------------------
@@ -284,12 +353,11 @@ def participants(a: Analysis, events: list[dict]) -> tuple[dict, list[tuple[str,
     Only conversations that have an event in `events` take part. Returns
     {(conv index, from_client) -> participant id} and [(id, label)] in order of appearance.
     """
-    convs = {c.index: c for c in a.conversations}
     ids: dict = {}
     order: list[tuple[str, str]] = []
     by_key: dict = {}
     for e in events:
-        c = convs[e["conv"]]
+        c = a.conversation(e["conv"])
         if (c.index, True) in ids:
             continue
         client_key, client_label, server_key, server_label = _participant_keys(c)
@@ -317,7 +385,7 @@ def diagram_events(a: Analysis, limit: int = MAX_DIAGRAM_MESSAGES) -> tuple[list
 def _diagram_events(a: Analysis, limit: int) -> tuple[list[dict], int]:
     most = limit * 2
     shown = a.messages[:most]
-    horizon = shown[-1].time if len(a.messages) > most else float("inf")
+    horizon = shown[-1].time if a.message_count > most else float("inf")
     events = []
     for c in a.conversations:
         if c.conn.first_time > horizon:
@@ -330,11 +398,10 @@ def _diagram_events(a: Analysis, limit: int) -> tuple[list[dict], int]:
         events.append({"time": m.time, "conv": m.conversation, "from_client": m.from_client, "text": label,
                        "tcp": False, "number": m.number, "server_initiated": m.server_initiated})
     events.sort(key=lambda e: (e["time"], e.get("number", 0)))
-    convs = {c.index: c for c in a.conversations}
     seen: set = set()
     kept = []
     for e in events:  # leave off conversations that would need more columns than fit
-        client_key, _, server_key, _ = _participant_keys(convs[e["conv"]])
+        client_key, _, server_key, _ = _participant_keys(a.conversation(e["conv"]))
         new = {client_key, server_key} - seen
         if len(seen) + len(new) > MAX_DIAGRAM_PARTICIPANTS:
             continue
@@ -342,7 +409,7 @@ def _diagram_events(a: Analysis, limit: int) -> tuple[list[dict], int]:
         kept.append(e)
         if len(kept) == most:
             break
-    return kept, len(a.messages) - sum(1 for e in kept if not e["tcp"])
+    return kept, a.message_count - sum(1 for e in kept if not e["tcp"])
 
 
 def _tcp_events(c: Conversation) -> list[dict]:
@@ -435,15 +502,14 @@ def markdown(a: Analysis, png_name: str | None = None, max_messages: int = MAX_L
         out += [f"![Ladder diagram]({png_name})", ""]
     out += ["## Messages", "", "| # | time (s) | frame | conv | from → to | TCP flags | message |",
             "| --- | --- | --- | --- | --- | --- | --- |"]
-    convs = {c.index: c for c in a.conversations}
-    limit = len(a.messages) if max_messages <= 0 else max_messages
+    limit = a.message_count if max_messages <= 0 else max_messages
     for m in a.messages[:limit]:
-        conv = convs[m.conversation]
+        conv = a.conversation(m.conversation)
         src, dst = (conv.client, conv.server) if m.from_client else (conv.server, conv.client)
         out.append(f"| {m.number} | {m.time:.6f} | {m.frame} | {m.conversation} | {endpoint(src)} → {endpoint(dst)} | "
                    f"{m.tcp_flags} | {_md_escape(message_line(m))} |")
-    if len(a.messages) > limit:
-        out.append(f"\n... {len(a.messages) - limit} more messages in the JSON file.")
+    if a.message_count > limit:
+        out.append(f"\n... {a.message_count - limit} more messages in the JSON file.")
     out += ["", "## Latency", "", "| what | count | min | median | p99 | max |",
             "| --- | --- | --- | --- | --- | --- |"]
     for s in a.latency_stats():

@@ -140,6 +140,18 @@ class TcpFlow:
         self._send(t, client_first, ACK)
         return t
 
+    def close4(self, t: float) -> float:
+        """The client closes first and each FIN is ACKed on its own: FIN-ACK, ACK, FIN-ACK, ACK."""
+        self._send(t, True, FIN | ACK)
+        self.seq[True] += 1
+        t += self.rtt / 2
+        self._send(t, False, ACK)
+        self._send(t + 0.00001, False, FIN | ACK)
+        self.seq[False] += 1
+        t += self.rtt / 2
+        self._send(t, True, ACK)
+        return t
+
     def reset(self, t: float, from_client: bool) -> None:
         self._send(t, from_client, RST | ACK)
 
@@ -316,3 +328,32 @@ def _truncate_to(path: str | Path, pcapng: bool, packets: int) -> None:
             n += 1
     with open(path, "r+b") as f:
         f.truncate(off)
+
+
+def write_short_http(path: str | Path, packets: int, *, pcapng: bool = True) -> int:
+    """A capture of exactly `packets` packets of short REST connections, 11 packets each.
+
+    Each connection: SYN, SYN-ACK, ACK; one `GET /add` and its ACK; the JSON answer and its
+    ACK; then the four-segment close (FIN-ACK, ACK, FIN-ACK, ACK), the way a client without
+    keep-alive talks to the REST server. The many-connections case the analyzer must keep
+    within tshark's time and half its memory (issue 18). The last connection may be cut off.
+    """
+    from labkit.protocols import REST_PORT
+
+    out = CaptureWriter(path, pcapng=pcapng)
+    t = 0.0
+    n = 0
+    cli, srv = "172.18.0.3", "172.18.0.2"
+    try:
+        while out.count < packets:
+            n += 1
+            f = TcpFlow(out, (cli, 32768 + n % 28000), (srv, REST_PORT), isn_client=n * 7919, isn_server=n * 104729)
+            t = f.handshake(t)
+            t = f.data(t + 0.0001, True, http_request("GET", f"/add?a={n}&b=1", f"{srv}:{REST_PORT}"))
+            t = f.data(t + 0.0008, False, http_response(200, "OK", b'{"result":%d.0}\n' % (n + 1), "application/json"))
+            t = f.close4(t + 0.0001)
+            t += 0.0005
+    finally:
+        out.close()
+    _truncate_to(path, pcapng, packets)
+    return packets
