@@ -358,11 +358,13 @@ def check_mqtt(convs, v: Values) -> list[Task]:
 
     pub = Task("publish", f"your message \"{text}\" published to {topic}",
                f"pesan Anda \"{text}\" dipublikasikan ke {topic}")
+    def publish_note(m) -> str:
+        return (f"PUBLISH from the publisher to the broker: topic {topic}, message \"{text}\" "
+                f"(QoS {m.fields.get('qos', 0)}); the publisher does not know who receives it")
+
     if mine:
         m = mine[0]
-        pub.prove(f"PUBLISH {topic}: {m.fields.get('payload')}", {
-            m.frame: f"PUBLISH from the publisher to the broker: topic {topic}, message \"{text}\" "
-                     f"(QoS {m.fields.get('qos', 0)}); the publisher does not know who receives it"})
+        pub.prove(f"PUBLISH {topic}: {m.fields.get('payload')}", {m.frame: publish_note(m)})
     elif to_topic:
         carried = to_topic[0].fields.get("payload")
         pub.hint = (f"the PUBLISH to {topic} in frame {to_topic[0].frame} carries \"{carried}\","
@@ -379,7 +381,7 @@ def check_mqtt(convs, v: Values) -> list[Task]:
         src = numbers.get(m.forwarded_from)
         if src is not None:
             fwd.prove(f"message #{src.number} (frame {src.frame}) forwarded in frame {m.frame}", {
-                src.frame: f"PUBLISH from the publisher to the broker: topic {topic}, message \"{text}\"",
+                src.frame: publish_note(src),
                 m.frame: f"PUBLISH from the broker to the subscriber: the broker forwards message #{src.number} "
                          f"(frame {src.frame}); publisher and subscriber never talk to each other"})
             break
