@@ -12,13 +12,12 @@ import signal
 import socket
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import NoReturn
 
 HOST = "upcall-server"  # the compose service name; without Docker use --host 127.0.0.1
 PORT = 4141
-CONNECT_TIMEOUT_SECONDS = 10.0  # how long the client tries to connect (retrying while the server is starting)
+CONNECT_TIMEOUT_SECONDS = 10.0  # how long the client waits for the server to accept the connection
 REPLY_TIMEOUT_SECONDS = 10.0  # how long it waits for the reply to each message, and for the end after bye
 LOG_FILE = Path(__file__).resolve().with_name("client_log.txt")  # everything sent and received, every error
 REPLY_PREFIXES = ("Upcall event: Processing ", "Upcall event: Error:")  # what answers a message
@@ -50,26 +49,14 @@ def on_upcall(event: str) -> None:
     show(f"Received upcall from server: {event}")
 
 
-def connect(host: str, port: int, timeout: float) -> socket.socket:
-    """A connection to the server; a refused one is retried until `timeout` (the server may be starting)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return socket.create_connection((host, port), timeout=timeout)
-        except ConnectionRefusedError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
-def read_events(sock: socket.socket, replies: queue.Queue, awaiting_reply: threading.Event, callback) -> None:
-    """The reader thread: every line from the server as it comes; the reply to a send, or an upcall."""
+def read_events(sock: socket.socket, replies: queue.Queue, callback) -> None:
+    """The reader thread: every line from the server as it comes. The word after `Upcall event:` tells a reply
+    (Processing, or an Error) from the server's own calls (Progress, Done), which go to the callback."""
     try:
         for raw in sock.makefile("rb"):
             line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
             log.info("Received: %s", line)
-            if awaiting_reply.is_set() and line.startswith(REPLY_PREFIXES):
-                awaiting_reply.clear()
+            if line.startswith(REPLY_PREFIXES):
                 replies.put(line)
             else:
                 callback(line)
@@ -119,22 +106,20 @@ def main() -> int:
         log.addHandler(logging.NullHandler())
 
     try:
-        sock = connect(args.host, args.port, args.connect_timeout)
+        sock = socket.create_connection((args.host, args.port), timeout=args.connect_timeout)
     except OSError as e:
         hint = " (running without Docker? add --host 127.0.0.1)" if "-" in args.host else ""
         fail(f"cannot reach the upcall server at {args.host}:{args.port}: {e.strerror or e}{hint}")
     log.info("Connected to %s:%s", args.host, args.port)
     sock.settimeout(None)  # the reader thread waits as long as it takes
     replies: queue.Queue[str | None] = queue.Queue()
-    awaiting_reply = threading.Event()
-    reader = threading.Thread(target=read_events, args=(sock, replies, awaiting_reply, on_upcall), daemon=True)
+    reader = threading.Thread(target=read_events, args=(sock, replies, on_upcall), daemon=True)
     reader.start()
     try:
         lines = itertools.chain([args.messages] if args.messages else [], typed_lines())
         for message in (piece.strip() for line in lines for piece in line.split(",") if piece.strip()):
             if message.lower() == BYE:
                 break
-            awaiting_reply.set()
             log.info("Sent: %s", message)
             sock.sendall(f"{message}\n".encode())
             try:
@@ -157,7 +142,5 @@ def main() -> int:
 
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # docker stop, kill: a clean exit
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        sys.exit(130)
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(130))  # Ctrl+C: the same, status 130
+    sys.exit(main())

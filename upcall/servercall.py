@@ -6,11 +6,9 @@ Each message is answered at once (`Processing`); then, while the server "works" 
 
 import argparse
 import asyncio
-import contextlib
 import errno
 import os
 import signal
-import subprocess
 import sys
 
 HOST = "0.0.0.0"  # every interface, so that the client container can reach the server
@@ -174,7 +172,7 @@ def main() -> int:
         asyncio.run(serve(args.host, args.port))
     except OSError as e:
         if e.errno == errno.EADDRINUSE and server_log:
-            return follow_running_server(args.port)
+            follow_running_server(args.port)
         if e.errno == errno.EADDRINUSE:
             print(f"error: port {args.port} on {args.host} is already in use: stop the other upcall server "
                   "(or choose another with --port)", file=sys.stderr)
@@ -186,18 +184,15 @@ def main() -> int:
 
 # ---- Docker only: `docker compose exec upcall-server python servercall.py` follows the server already running ----
 # The image sets SERVER_LOG: the server appends each line it prints to that file, and a second servercall.py, finding
-# the port taken, shows the file as it grows (tail -F) instead of failing. Without SERVER_LOG none of this runs.
+# the port taken, becomes `tail -F` of that file instead of failing. Without SERVER_LOG none of this runs.
 SERVER_LOG = os.environ.get("SERVER_LOG")
 server_log = open(SERVER_LOG, "a", buffering=1, encoding="utf-8") if SERVER_LOG else None  # line-buffered
 
 
-def follow_running_server(port: int) -> int:
+def follow_running_server(port: int) -> None:
     print(f"Following the upcall server already running in this container (port {port}): "
           "its output from now on. Ctrl+C to stop.", flush=True)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops following, like Ctrl+C
-    with contextlib.suppress(KeyboardInterrupt):
-        subprocess.run(["tail", "-n", "0", "-F", SERVER_LOG])  # its lines as they come
-    return 0
+    os.execvp("tail", ["tail", "-n", "0", "-F", SERVER_LOG])  # this process becomes tail: the lines as they come
 # ---- end of Docker only ----
 
 
