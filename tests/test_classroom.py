@@ -233,6 +233,36 @@ def test_tls_session_carries_a_publish_from_student_a_to_student_b(room, account
     assert room.broker.count(rf"New connection from {classroom.ADDRESSES['student-b']}:\d+ on port {TLS}") >= 1
 
 
+def lab_client(room, host: str, script: str, account, *args: str) -> Proc:
+    """mqtt/pub.py or sub.py (the folder's own clients) on a student's host, logged in over TLS."""
+    return on(room, host, sys.executable, str(REPO / "mqtt" / script), "--host", "lecturer", "--cafile",
+              str(room.ca_file), "--username", account.id, "--password", account.password, *args,
+              cwd=REPO / "mqtt", env=python_env())
+
+
+@needs_netns
+def test_the_labs_own_clients_log_in_over_tls_and_stay_in_their_subtree(room, accounts, tmp_path):
+    a, b = accounts[STUDENT_A], accounts[STUDENT_B]
+    sub = lab_client(room, "student-b", "sub.py", b, "--topic", "kelas/#", "--count", "1",
+                     "--log", str(tmp_path / "mqtt_messages.log"))
+    sub.wait_for(r"^Subscribed to: kelas/#$", timeout=30)
+    forged = lab_client(room, "student-a", "pub.py", a, "--mqtt-version", "5", "--qos", "1", "--topic",
+                        f"kelas/{b.id}/suhu", "--message", "forged", "--count", "1")
+    assert forged.wait(30) == 1, forged.output
+    assert forged.lines[-1].startswith("error: the MQTT broker refused to publish forged"), forged.output
+    own = lab_client(room, "student-a", "pub.py", a, "--qos", "1", "--topic", f"kelas/{a.id}/suhu",
+                     "--message", "27.4 °C", "--count", "1")
+    assert own.wait(30) == 0, own.output
+    assert sub.wait(30) == 0, sub.output
+    assert [line for line in sub.lines if line.startswith("Received")] == \
+        [f"Received message: 27.4 °C (Topic: kelas/{a.id}/suhu)"]
+    wrong = lab_client(room, "student-a", "pub.py", classroom.Account(a.id, a.name, "wrong-password"),
+                       "--topic", f"kelas/{a.id}/x", "--message", "hi", "--count", "1")
+    assert wrong.wait(30) != 0
+    assert [line for line in wrong.lines if line.startswith("error:")] == [wrong.lines[-1]]
+    assert "refused the login" in wrong.lines[-1] and "Traceback" not in wrong.output
+
+
 @needs_netns
 def test_wrong_password_is_refused(room, accounts):
     a = accounts[STUDENT_A]
