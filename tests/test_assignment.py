@@ -305,7 +305,7 @@ def test_evidence_frames_are_wiresharks_and_carry_comments_in_the_annotated_copy
         both = f"frame.number == {publish} || frame.number == {forward}"
         rows = dict(wire.tshark(wireshark_env, copy, both, "frame.number", "mqtt.topic", decode_as=decode))
         assert rows == {str(publish): v.mqtt_topic, str(forward): v.mqtt_topic}
-        assert "the broker forwards message #" in comments[forward]
+        assert f"the broker forwards the message of frame {publish}" in comments[forward]
         qos_publish, puback = frames[5]
         assert wire.tshark(wireshark_env, copy, f"frame.number == {puback}", "mqtt.msgtype",
                            decode_as=decode) == [["4"]]

@@ -108,7 +108,7 @@ def render_text(r: Checked, secret: Secret, written: list[str]) -> str:
         if t.done:
             out.append(f"  [done]    {i}. {t.en:<{width}}  {frames_text(t)}")
         else:
-            out.append(f"  [not yet] {i}. {t.en:<{width}}")
+            out.append(f"  [not yet] {i}. {t.en}")
             out.append(f"            {t.hint}")
     verdict = ("complete (selesai)" if r.ok else
                "not yet complete (belum selesai)" + (": the capture does not count, see NOTE" if r.problems else ""))
@@ -128,9 +128,8 @@ def render_markdown(r: Checked, secret: Secret) -> str:
         shown = t.evidence if t.done else t.hint
         out.append(f"| {i} | {_md(t.en)} | {_md(t.id)} | {status} | {_frames(t)} | {_md(shown)} |")
     out += ["", f"**{r.done} of {len(r.tasks)} tasks done.**", "", "## Evidence frames / Frame bukti", ""]
-    for t in r.tasks:
-        for frame in t.frames:
-            out.append(f"- frame {frame}: {_md(t.notes[frame])}")
+    for frame, notes in sorted(evidence_notes(r.tasks).items()):
+        out += [f"- frame {frame}: {_md(text)}" for text in dict.fromkeys(notes)]
     return "\n".join(out) + "\n"
 
 

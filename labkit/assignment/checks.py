@@ -380,10 +380,10 @@ def check_mqtt(convs, v: Values) -> list[Task]:
     for m in forwards:
         src = numbers.get(m.forwarded_from)
         if src is not None:
-            fwd.prove(f"message #{src.number} (frame {src.frame}) forwarded in frame {m.frame}", {
+            fwd.prove(f"the PUBLISH of frame {src.frame} forwarded in frame {m.frame}", {
                 src.frame: publish_note(src),
-                m.frame: f"PUBLISH from the broker to the subscriber: the broker forwards message #{src.number} "
-                         f"(frame {src.frame}); publisher and subscriber never talk to each other"})
+                m.frame: f"PUBLISH from the broker to the subscriber: the broker forwards the message of frame "
+                         f"{src.frame}; publisher and subscriber never talk to each other"})
             break
     if not fwd.done:
         if not mine:
@@ -401,8 +401,8 @@ def check_mqtt(convs, v: Values) -> list[Task]:
         if ack is not None and ack.kind == "PUBACK":
             qos.prove(f"PUBLISH frame {m.frame}, PUBACK frame {ack.frame}", {
                 m.frame: f"PUBLISH at QoS 1 (packet id {m.fields.get('packet_id')}): the broker must confirm it",
-                ack.frame: f"PUBACK (packet id {ack.fields.get('packet_id')}): the broker confirms message "
-                           f"#{m.number} (frame {m.frame}); QoS 1 means at least once"})
+                ack.frame: f"PUBACK (packet id {ack.fields.get('packet_id')}): the broker confirms the PUBLISH of "
+                           f"frame {m.frame}; QoS 1 means at least once"})
             break
     if not qos.done:
         qos.hint = (f"no PUBLISH of your message at QoS 1 with its PUBACK: publish once with `pub.py --topic {topic} "

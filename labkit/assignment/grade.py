@@ -215,6 +215,16 @@ def write_table(subs: dict[str, Submission], out_dir: Path, folder: Path, secret
     md = [f"# Grades: {folder.name}", "",
           f"{len(subs)} students, graded {when}, values key `{secret.fingerprint}`. A cell is `done <frames>` "
           "(Wireshark frame numbers of the evidence), `not yet`, or `-` (no capture of that protocol).", "",
+          "## Summary", "", "| student | " + " | ".join(PROTOS) + " | done | flags |",
+          "| --- | " + " | ".join("--:" for _ in PROTOS) + " | --: | --: |"]
+    for student, cells, done, total, flags in rows:
+        per, i = [], 0
+        for proto in PROTOS:
+            mine = cells[i:i + len(TASK_KEYS[proto])]
+            i += len(mine)
+            per.append("-" if mine[0] == "-" else f"{sum(c.startswith('done') for c in mine)}/{len(mine)}")
+        md.append(f"| {student} | " + " | ".join(per) + f" | {done}/{total} | {len(flags) or ''} |")
+    md += ["", "## Task by task", "",
           "| student | " + " | ".join(columns) + " | done | flags |",
           "| --- | " + " | ".join("---" for _ in columns) + " | --: | --- |"]
     for student, cells, done, total, flags in rows:
