@@ -38,7 +38,7 @@ case "$profile" in
     esac
     sets=(folders lab) ;;
   test)
-    apt_pkgs=(mosquitto mosquitto-clients netcat-openbsd curl tcpdump tshark wrk iproute2 procps docker.io
+    apt_pkgs=(mosquitto mosquitto-clients netcat-openbsd curl openssl tcpdump tshark wrk iproute2 procps docker.io
               debootstrap nodejs npm chromium)  # the last three: the Mermaid check (tests/test_mermaid.py)
     sets=(folders lab dev) ;;
   *) echo "usage: $0 demo|analyze|assignment|capture|test" >&2; exit 2 ;;
