@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import requests
@@ -306,8 +307,9 @@ def test_beyond_max_connections_a_client_waits_until_silent_ones_are_dropped(spa
 
 # --- the client ---
 
-def run_client(port: int, *args: str) -> tuple[int, list[str]]:
-    proc = Proc([sys.executable, "client.py", "--host", "127.0.0.1", "--port", str(port), *args], cwd=str(REST))
+def run_client(port: int, *args: str, env: dict[str, str] | None = None) -> tuple[int, list[str]]:
+    proc = Proc([sys.executable, "client.py", "--host", "127.0.0.1", "--port", str(port), *args], cwd=str(REST),
+                env=env)
     try:
         code = proc.wait(timeout=30)
     finally:
@@ -380,6 +382,79 @@ def test_client_gives_up_waiting_for_an_answer_after_its_timeout(port):
     assert lines == ["mul(1.0,2.0) -> error: no answer within 0.5 s"]
     assert f"default: {READ_TIMEOUT_SECONDS}" in subprocess.run(
         [sys.executable, "client.py", "--help"], cwd=REST, capture_output=True, text=True, timeout=30).stdout
+
+
+# --- the client's TLS and login flags, against the classroom's server: rest/ under gunicorn's TLS settings behind
+# classroom/rest_login.py (HTTP basic auth against a Mosquitto password file), certificates made here with openssl ---
+
+ACCOUNT = ("student-7", "correct horse")
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def https_server(tmp_path_factory):
+    """(port, the CA that signed the server's certificate, another CA); one account, ACCOUNT."""
+    d = tmp_path_factory.mktemp("tls")
+    for ca in ("ca", "other-ca"):
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN=lab test {ca}",
+                "-keyout", f"{ca}.key", "-out", f"{ca}.crt", cwd=d)
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out",
+            "server.csr", cwd=d)
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+            "-extfile", "san.ext", "-out", "server.crt", cwd=d)
+    subprocess.run(["mosquitto_passwd", "-c", "-b", str(d / "passwd"), *ACCOUNT], check=True, timeout=30)
+    port = free_port()
+    proc = Proc([sys.executable, "-m", "gunicorn", "--certfile", str(d / "server.crt"), "--keyfile",
+                 str(d / "server.key"), "--bind", f"127.0.0.1:{port}", "--pythonpath", str(REPO / "classroom"),
+                 "rest_login:app"], cwd=str(REST), env=python_env({"CLASSROOM_PASSWORD_FILE": str(d / "passwd")}))
+    try:
+        proc.wait_for(READY, timeout=20)
+        yield port, d / "ca.crt", d / "other-ca.crt"
+    finally:
+        proc.stop(timeout=3)  # its output is not checked: the server side is the classroom's (a refused handshake
+        # makes gevent print a traceback there)
+
+
+def test_client_over_https_with_its_ca_and_a_login_prints_the_results_and_honours_sslkeylogfile(https_server,
+                                                                                                  tmp_path):
+    port, ca, _ = https_server
+    keylog = tmp_path / "keys.log"
+    code, lines = run_client(port, "--cafile", str(ca), "--username", ACCOUNT[0], "--password", ACCOUNT[1],
+                             "--op", "both", "-a", "2", "-b", "3", env=python_env({"SSLKEYLOGFILE": str(keylog)}))
+    assert (code, lines) == (0, ["add(2.0,3.0) = 5.0", "mul(2.0,3.0) = 6.0"])
+    secrets = keylog.read_text().splitlines()  # urllib3 hands SSLKEYLOGFILE to Python's ssl: Wireshark reads this
+    assert sum(line.startswith("CLIENT_TRAFFIC_SECRET_0 ") for line in secrets) == 1, secrets  # one TLS session
+
+
+@pytest.mark.parametrize("login", [("--username", ACCOUNT[0], "--password", "wrong"), ()], ids=["wrong", "none"])
+def test_client_refused_a_login_says_so_in_one_line(https_server, login):
+    port, ca, _ = https_server
+    code, lines = run_client(port, "--cafile", str(ca), *login, "--op", "all", "-a", "2", "-b", "3")
+    problem = f"wrong username or password ({ACCOUNT[0]})" if login else "add --username, --password"
+    assert code != 0
+    assert lines == [f"error: the REST server at 127.0.0.1:{port} refused the login (HTTP 401): {problem}"]
+
+
+def test_client_with_another_ca_refuses_the_server_in_one_line(https_server):
+    port, _, other = https_server
+    code, lines = run_client(port, "--cafile", str(other), "--username", ACCOUNT[0], "--password", ACCOUNT[1],
+                             "--op", "add", "-a", "1", "-b", "2")
+    assert code != 0
+    assert lines == [f"error: cannot reach the REST server at 127.0.0.1:{port}: certificate verify failed: unable to "
+                     f"get local issuer certificate (is {other} the CA of its certificate?)"]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (("--username", "x"), "--username and --password go together"),
+    (("--cafile", "/nonexistent/ca.crt"), "argument --cafile: no such file: /nonexistent/ca.crt"),
+])
+def test_client_flags_that_cannot_work_are_refused_before_connecting(port, flags, message):
+    code, lines = run_client(port, *flags, "--op", "add", "-a", "1", "-b", "2")
+    assert code == 2 and lines[-1] == f"client.py: error: {message}", lines
 
 
 # --- lifecycle: ready line, stop, port taken, SERVER_LOG ---
