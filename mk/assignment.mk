@@ -17,12 +17,12 @@ setup-assignment: ## what checks and grading need: .venv, and tshark's editcap f
 assignment-%: setup-analyze ## your worksheet for a protocol: make assignment-mqtt STUDENT=<id>
 	@$(check_proto)
 	@$(need_student)
-	@$(PY) -m labkit.assignment worksheet $* --student "$$STUDENT"
+	@$(PY) -m labkit.assignment worksheet $* --student="$$STUDENT"
 
 check-%: setup-assignment ## check your recording against your worksheet: make check-mqtt STUDENT=<id> [PCAP=<file>]
 	@$(check_proto)
 	@$(need_student)
-	@$(PY) -m labkit.assignment check $* --student "$$STUDENT" --captures "$(CAPTURES)" \
+	@$(PY) -m labkit.assignment check $* --student="$$STUDENT" --captures "$(CAPTURES)" \
 	  $${PCAP:+--pcap "$$PCAP"} $${OUT:+--out "$$OUT"}
 
 grade: setup-assignment ## grade a folder of students' captures: make grade SUBMISSIONS=<folder> [OUT=<folder>] [ANNOTATE=1]

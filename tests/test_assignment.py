@@ -226,7 +226,7 @@ def test_worksheet_says_what_to_run_and_explain_in_english_and_bahasa_indonesia(
     assert make("assignment-soap", STUDENT=STUDENT, COURSE_SECRET="x").stdout != soap
 
 
-@pytest.mark.parametrize("student", ["../../etc/passwd", "a b", "x;rm -rf ~", "ab", "1" * 21, "$(id)"])
+@pytest.mark.parametrize("student", ["../../etc/passwd", "a b", "x;rm -rf ~", "-rf", "1" * 33, "$(id)", "nim.1"])
 def test_a_malformed_student_id_is_one_line(student):
     one_line_error(make("assignment-rest", STUDENT=student), "is not valid")
     one_line_error(make("check-rest", STUDENT=student), "is not valid")

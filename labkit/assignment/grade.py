@@ -55,7 +55,7 @@ def collect(folder: Path) -> tuple[dict[str, Submission], list[str]]:
             continue
         if entry.is_dir():
             if not STUDENT_ID.fullmatch(name):
-                stray.append(f"skipped folder {name}/: not a student id (3-20 letters and digits)")
+                stray.append(f"skipped folder {name}/: not a student id (letters, digits, - and _)")
                 continue
             sub = subs.setdefault(name, Submission(name))
             for inner in sorted(os.scandir(entry.path), key=lambda e: e.name):

@@ -16,9 +16,10 @@ from pathlib import Path
 
 from labkit import cli
 
-#: A student id: letters and digits (a NIM such as 2546000082), 3 to 20 of them. It becomes part of MQTT topics
-#: (kelas/<id>/..., the classroom ACL's subtree) and of file names, so nothing else is accepted.
-STUDENT_ID = re.compile(r"[A-Za-z0-9]{3,20}")
+#: A student id (a NIM such as 2546000082): the classroom roster's rule (labkit/classroom.py), letters and digits,
+#: then also - and _, at most 32. It becomes part of MQTT topics (kelas/<id>/..., the classroom ACL's subtree)
+#: and of file names, so nothing else is accepted.
+STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
 #: Used when no course secret is set: documented, so anyone can compute these values.
 DEFAULT_SECRET = "messaging-lab-public-default"
 #: Most bytes read from COURSE_SECRET_FILE.
@@ -86,11 +87,11 @@ def course_secret(environ=os.environ) -> Secret:
 
 
 def check_id(text: str) -> str:
-    """The student id, or one clear LabError: letters and digits only, 3 to 20 of them."""
+    """The student id, or one clear LabError (STUDENT_ID says what an id is)."""
     if not isinstance(text, str) or not STUDENT_ID.fullmatch(text):
         shown = repr(text) if text else "(empty)"
-        raise cli.LabError(f"student id {shown[:40]} is not valid: use your student number (NIM), 3 to 20 letters "
-                           "and digits, e.g. STUDENT=2546000082", code=2)
+        raise cli.LabError(f"student id {shown[:40]} is not valid: use your student number (NIM): letters and "
+                           "digits (then also - or _), at most 32, e.g. STUDENT=2546000082", code=2)
     return text
 
 
