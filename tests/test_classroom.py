@@ -168,6 +168,40 @@ def test_plaintext_listener_is_labelled_and_can_be_turned_off():
     assert "listener 1883" not in without and re.search(r"^listener 8883$", without, re.M)
 
 
+def test_make_classroom_without_host_is_a_usage_line(tmp_path):
+    done = subprocess.run(["make", "-s", "classroom", f"CLASSROOM_DIR={tmp_path}", "HOST="], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.startswith("usage: make classroom HOST=<the lecturer's LAN address or name>"), done.stderr
+    assert not any(tmp_path.iterdir())
+    cards = subprocess.run(["make", "-s", "classroom-cards", f"CLASSROOM_DIR={tmp_path}",
+                            f"CLASSROOM_PY={sys.executable}"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert cards.returncode != 0 and f"error: no classroom in {tmp_path}" in cards.stderr, cards.stderr
+    assert "Traceback" not in cards.stderr
+
+
+@needs_netns
+def test_make_classroom_netns_runs_until_ctrl_c_and_leaves_nothing(tmp_path):
+    folder = tmp_path / "generated"
+    make = Proc(["make", "-s", "classroom", "RUNTIME=netns", f"CLASSROOM_DIR={folder}",
+                 f"ROSTER={write_roster(tmp_path)}", f"CLASSROOM_PY={sys.executable}"], cwd=REPO, label="make")
+    try:
+        ready = make.wait_for(r"^classroom: lecturer .* students: ip netns exec (\S+) bash", timeout=90)
+        student_a = ready.group(1)
+        a = classroom.read_accounts(folder / "accounts.csv")[STUDENT_A]
+        done = subprocess.run(["ip", "netns", "exec", student_a, "mosquitto_pub", "-h", "lecturer", "-p", str(TLS),
+                               "--cafile", str(folder / "pki" / "ca.crt"), "-u", a.id, "-P", a.password,
+                               "-t", f"kelas/{a.id}/x", "-m", "hi"], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+    finally:
+        os.killpg(make.pid, 2)  # Ctrl+C in make's terminal: make and labkit.classroom get it
+        code = make.wait(30)
+    assert code == -2, make.output  # make ends itself with the SIGINT it got, as in a terminal
+    assert "Traceback" not in make.output
+    tag = student_a.removesuffix("-student-a")
+    assert not [ns for ns in netns.list_namespaces() if ns.startswith(tag)], "namespaces left behind"
+
+
 # ---------------------------------------------------------------- the classroom running in namespaces
 
 
@@ -235,8 +269,8 @@ def test_tls_session_carries_a_publish_from_student_a_to_student_b(room, account
 
 def lab_client(room, host: str, script: str, account, *args: str) -> Proc:
     """mqtt/pub.py or sub.py (the folder's own clients) on a student's host, logged in over TLS."""
-    return on(room, host, sys.executable, str(REPO / "mqtt" / script), "--host", "lecturer", "--cafile",
-              str(room.ca_file), "--username", account.id, "--password", account.password, *args,
+    return on(room, host, sys.executable, str(REPO / "mqtt" / script), "--host", "lecturer", "--port", str(TLS),
+              "--cafile", str(room.ca_file), "--username", account.id, "--password", account.password, *args,
               cwd=REPO / "mqtt", env=python_env())
 
 
@@ -312,6 +346,28 @@ def test_plaintext_lesson_listener_takes_the_same_accounts(room, accounts):
     a = accounts[STUDENT_A]
     assert publish(room, "student-a", a, f"kelas/{a.id}/x", "in clear", port=PLAIN).returncode == 0
     assert room.broker.count(rf"New connection from {classroom.ADDRESSES['student-a']}:\d+ on port {PLAIN}") >= 1
+
+
+@needs_netns
+def test_a_capture_shows_the_password_on_1883_and_not_on_8883(room, accounts, tmp_path):
+    """The lesson, on the bridge every host uses: the plain CONNECT carries the password, the TLS one does not."""
+    a = accounts[STUDENT_A]
+    pcap = tmp_path / "classroom.pcap"
+    tcpdump = Proc([*room.exec_prefix_bridge(), "tcpdump", "-i", room.net.bridge, "-n", "-U", "--immediate-mode",
+                    "-w", str(pcap), "tcp port 1883 or tcp port 8883"], label="tcpdump")
+    try:
+        tcpdump.wait_for("listening on", timeout=15)
+        assert publish(room, "student-a", a, f"kelas/{a.id}/x", "over TLS").returncode == 0
+        assert publish(room, "student-a", a, f"kelas/{a.id}/x", "in clear", port=PLAIN).returncode == 0
+    finally:
+        tcpdump.stop(timeout=5, sig=2)
+    assert pcap.read_bytes().count(a.password.encode()) == 1  # once: the plaintext CONNECT
+    rows = subprocess.run(["tshark", "-n", "-r", str(pcap), "-Y", "mqtt.passwd", "-T", "fields", "-e", "tcp.dstport",
+                           "-e", "mqtt.username", "-e", "mqtt.passwd"], capture_output=True, text=True, timeout=60)
+    assert rows.stdout.splitlines() == [f"{PLAIN}\t{a.id}\t{a.password}"], rows.stdout + rows.stderr
+    tls = subprocess.run(["tshark", "-n", "-r", str(pcap), "-Y", f"tcp.port == {TLS} && tls.handshake.type == 1"],
+                         capture_output=True, text=True, timeout=60)
+    assert len(tls.stdout.splitlines()) == 1, tls.stdout  # one TLS Client Hello on 8883, and no MQTT readable there
 
 
 @needs_netns
