@@ -362,10 +362,7 @@ class NetnsClassroom:
         self.net.up()
         try:
             self.start_broker()
-            self.rest = Proc(self.rest_argv(), cwd=REPO / "rest", label="rest-server", echo=self.echo,
-                             env=python_env({"CLASSROOM_PASSWORD_FILE": str(self.broker_dir / "passwd")}),
-                             prefix=self.net.exec_prefix("lecturer"))
-            _wait_ready(self.rest, REST_READY)
+            self.start_rest()
         except BaseException:
             self.down()
             raise
@@ -378,6 +375,18 @@ class NetnsClassroom:
         self.broker = Proc(["stdbuf", "-oL", "mosquitto", "-c", "mosquitto.conf"], cwd=self.broker_dir,
                            label="mqtt-broker", echo=self.echo, prefix=self.net.exec_prefix("lecturer"))
         _wait_ready(self.broker, MOSQUITTO_READY)
+
+    def start_rest(self, rest_args: tuple[str, ...] | None = None) -> None:
+        """gunicorn serving rest/ over HTTPS (rest_args: more gunicorn flags, e.g. ("--workers", "1")); a running
+        one is stopped first."""
+        if rest_args is not None:
+            self.rest_args = tuple(rest_args)
+        if self.rest is not None:
+            self.rest.stop(timeout=5)
+        self.rest = Proc(self.rest_argv(), cwd=REPO / "rest", label="rest-server", echo=self.echo,
+                         env=python_env({"CLASSROOM_PASSWORD_FILE": str(self.broker_dir / "passwd")}),
+                         prefix=self.net.exec_prefix("lecturer"))
+        _wait_ready(self.rest, REST_READY)
 
     def rest_argv(self) -> list[str]:
         """gunicorn with rest/gunicorn.conf.py, its documented TLS settings and the login in front of rest/."""
