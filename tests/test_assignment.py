@@ -411,7 +411,8 @@ def test_nothing_written_by_someone_else_is_replaced(scripted_demo, tmp_path):
 
 
 @needs_root
-def test_grading_flags_copies_other_students_captures_demos_and_damaged_files(sessions, scripted_demo, tmp_path):
+def test_grading_flags_copies_other_students_captures_demos_and_damaged_files(sessions, scripted_demo, tmp_path,
+                                                                            wireshark_env):
     subs = tmp_path / "kelas-A"
     (subs / STUDENT).mkdir(parents=True)
     for proto, pcap in sessions.items():
@@ -428,7 +429,7 @@ def test_grading_flags_copies_other_students_captures_demos_and_damaged_files(se
     (subs / "bad id!").mkdir()
     before = {p: sha(p) for p in subs.rglob("*") if p.is_file()}
 
-    done = make("grade", SUBMISSIONS=str(subs), OUT=str(tmp_path / "out"))
+    done = make("grade", SUBMISSIONS=str(subs), OUT=str(tmp_path / "out"), ANNOTATE="1")
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stdout + done.stderr
     out = done.stdout
     assert {p: sha(p) for p in subs.rglob("*") if p.is_file()} == before, "nothing submitted is changed"
@@ -454,6 +455,10 @@ def test_grading_flags_copies_other_students_captures_demos_and_damaged_files(se
     assert rows[borrowed]["upcall:msg1"] == "not yet" and rows[junk]["rest:add"] == "-"
     md = (tmp_path / "out" / "grades.md").read_text()
     assert f"| {STUDENT} | done " in md and f"- {demo}: {demo}.pcapng: a scripted demo capture" in md
+    annotated = tmp_path / "out" / "annotated" / STUDENT / "upcall.annotated.pcapng"
+    frames = [int(f) for f in mine["upcall:upcalls"].removeprefix("done ").split()]
+    commented = wire.tshark(wireshark_env, annotated, "frame.comment", "frame.number")
+    assert set(frames) <= {int(f) for f, in commented}
 
 
 def test_grading_a_folder_that_is_not_one_is_one_line(tmp_path):
