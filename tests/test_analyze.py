@@ -782,6 +782,94 @@ def test_unrelated_traffic_is_left_out_without_a_traceback(spawn, tmp_path, reco
     assert "no traffic of the lab's protocols" in text
 
 
+# --- streaming: a big capture in bounded memory gives the same report ----------------------------------------
+
+def reports(a) -> tuple[bytes, str, str, str]:
+    """(JSON, text, text with every message, Markdown) of an analysis, as the command writes them."""
+    import io
+
+    from labkit.analyze import report
+
+    out = io.BytesIO()
+    report.write_json(a, out)
+    listed, every = io.StringIO(), io.StringIO()
+    report.write_text(a, listed, max_messages=report.MAX_LISTED_MESSAGES)
+    report.write_text(a, every, max_messages=0)
+    return out.getvalue(), listed.getvalue(), every.getvalue(), report.markdown(a, "x.png", report.MAX_LISTED_MESSAGES)
+
+
+@pytest.fixture
+def small_limits(monkeypatch):
+    """Limits small enough that a capture of a few thousand packets is decoded while it is still being read
+    and writes its lists out, as 2,000,000 packets do with the real limits. The reports list fewer messages
+    and conversations (for both analyses compared); `use` then sets the streaming limits."""
+    from labkit.analyze import analysis, report, spill
+
+    for module, name, value in ((report, "MAX_LISTED_MESSAGES", 120), (spill, "KEPT_MESSAGES", 120),
+                                (report, "MAX_LISTED_CONVERSATIONS", 7), (spill, "KEPT_CONVERSATIONS", 7)):
+        monkeypatch.setattr(module, name, value)
+
+    def use(messages: int, conversations: int) -> None:
+        monkeypatch.setattr(analysis, "ENDED_KEPT", 6)
+        monkeypatch.setattr(analysis, "DECODE_BATCH", 3)
+        monkeypatch.setattr(spill, "SPILL_AFTER_MESSAGES", messages)
+        monkeypatch.setattr(spill, "SPILL_AFTER_CONVERSATIONS", conversations)
+        monkeypatch.setattr(spill, "BUFFERED", 5)
+
+    return use
+
+
+@pytest.mark.parametrize("packets, fmt", [(30_000, "pcapng"), (3_000, "pcap")])
+def test_streamed_and_spilled_analysis_writes_the_same_reports_as_the_complete_one(tmp_path, small_limits,
+                                                                                  packets, fmt):
+    pcap = tmp_path / f"mix.{fmt}"
+    write_lab_mix(pcap, packets, pcapng=fmt == "pcapng")
+    complete = analyze(pcap)  # every connection decoded at the end of the file, everything kept
+    assert complete.complete and len(complete.messages) == complete.message_count > 1000
+    expected = reports(complete)
+    # 30,000 packets: more than 5,000 messages, compact JSON; 3,000: fewer, indented (spilled all the same)
+    assert expected[0].startswith(b'{\n  "capture"') == (complete.message_count <= 5000)
+
+    small_limits(messages=200, conversations=40)
+    seen = []
+    spilled = analyze(pcap, keep_messages=False, spill_dir=tmp_path, all_text=True, on_message=seen.append)
+    assert not spilled.complete
+    # what the text lists (and the pictures draw), no more
+    assert len(spilled.messages) == 120 and 7 <= len(spilled.conversations) < 20
+    assert [c.index for c in spilled.conversations[:7]] == [c.index for c in complete.conversations[:7]]
+    assert spilled.message_count == complete.message_count and [m.number for m in seen] == \
+        list(range(1, complete.message_count + 1))
+    assert reports(spilled) == expected
+    assert list(tmp_path.iterdir()) == [pcap]  # the spill files are anonymous: nothing left behind
+
+    small_limits(messages=10**9, conversations=10**9)  # decoded while reading, nothing spilled
+    kept = analyze(pcap, keep_messages=False)
+    assert kept.complete and reports(kept) == expected
+    assert [(m.number, m.frame, m.reply_to, m.forwarded_from) for m in kept.messages] == \
+        [(m.number, m.frame, m.reply_to, m.forwarded_from) for m in complete.messages]
+
+
+def test_a_short_connection_capture_keeps_the_api_complete_and_the_command_spills(tmp_path):
+    from labkit.analyze.synth import write_short_http
+
+    pcap = tmp_path / "short.pcapng"
+    write_short_http(pcap, 70_000)  # 6,364 connections of 11 packets: past the spill limits
+    a = analyze(pcap)
+    assert a.complete and a.conversation_count == len(a.conversations) == 6364
+    assert len(a.messages) == 2 * 6364  # the last connection is cut off after its answer (7 of 11 packets)
+    assert a.conversations[-1].teardown() == {"kind": "open"}
+    conv = a.conversations[0]
+    assert [s["flags"] for s in conv.segments()] == ["SYN", "SYN-ACK", "ACK", "PSH-ACK", "ACK", "PSH-ACK", "ACK",
+                                                     "FIN-ACK", "ACK", "FIN-ACK", "ACK"]
+    assert conv.handshake()["ack_frame"] == 3 and conv.teardown()["first_fin_frame"] == 8
+    assert conv.closed_first() == "client" and a.messages[1].reply_to == 1
+    report, text = analyzed(pcap, tmp_path)
+    assert len(report["messages"]) == len(a.messages) and len(report["conversations"]) == 6364
+    assert report["messages"][-1]["number"] == len(a.messages)
+    assert "... and 6164 more conversations (see the JSON)" in text
+    assert f"... {len(a.messages) - 1000} more messages: see the JSON file, or use --all" in text
+
+
 # --- progress and the benchmark -----------------------------------------------------------------------------
 
 def test_progress_bar_only_with_the_flag_or_a_terminal(tmp_path):
@@ -802,7 +890,8 @@ def test_benchmark_prints_both_times_and_their_ratio(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "tshark -r <capture> -q -z conv,tcp" in done.stdout and "python -m labkit.analyze" in done.stdout
-    assert "ratio analyzer/tshark" in done.stdout
+    assert "ratio analyzer/tshark" in done.stdout and "ours: time, peak memory" in done.stdout
+    assert "     5,000 " in done.stdout and " GB |" in done.stdout
     assert analyze(tmp_path / "bench.pcapng").capture.packets == 5000
 
 

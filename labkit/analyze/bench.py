@@ -1,17 +1,20 @@
-"""Benchmark: the analyzer against `tshark -q -z conv,tcp` on the same 200,000-packet capture.
+"""Benchmark: the analyzer against `tshark -q -z conv,tcp` on the same captures, time and peak memory.
 
-`python -m labkit.analyze.bench` (or `make bench-analyze`) writes (or reuses) a synthetic
-capture of the five lab protocols, runs each command a few times, interleaved, and prints the
-best wall-clock and CPU time of each and the ratios: the analysis printing its report, and the
-same run also writing the Markdown, PNG and JSON files. A benchmark, not a test: it exits 0.
+`python -m labkit.analyze.bench` (or `make bench-analyze`) writes (or reuses, from
+.cache/analyze-bench/) synthetic captures of short REST connections, 11 packets each
+(synth.write_short_http: the many-connections case), of 200,000 and 2,000,000 packets.
+For each it runs `python -m labkit.analyze <capture>` (the report printed and the .md,
+.png and .json written) and tshark, alternating, `--runs` times, and prints the median
+wall-clock time and peak memory (the child's maximum resident set size) of each and the
+ratios. A benchmark, not a test: it prints figures and exits 0 whatever they are.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -21,93 +24,128 @@ from pathlib import Path
 from labkit.procs import REPO, python_env
 
 from .capture import CaptureError, read_capture
-from .synth import write_lab_mix
+from .synth import write_lab_mix, write_short_http
 
-DEFAULT_PACKETS = 200_000
-DEFAULT_CAPTURE = REPO / "captures" / "bench-200k.pcapng"
+DEFAULT_PACKETS = (200_000, 2_000_000)
+CACHE = REPO / ".cache" / "analyze-bench"  # git-ignored: the captures are written once and reused
+KINDS = {"short-http": write_short_http, "lab-mix": write_lab_mix}
 
 
-def _timed(argv: list[str]) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of the child) for one run; output is discarded."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+def run_measured(argv: list[str]) -> tuple[float, int]:
+    """(wall seconds, peak resident memory in bytes) of one run of `argv`; its output is discarded."""
     start = time.perf_counter()
-    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, env=python_env())
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=python_env())
+    _pid, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed with exit code {proc.returncode}")
+    return wall, usage.ru_maxrss * 1024  # Linux reports kilobytes
 
 
-def ensure_capture(path: Path, packets: int, regenerate: bool) -> None:
+def ensure_capture(path: Path, packets: int, kind: str, regenerate: bool) -> None:
+    """Write the capture unless it is there already: a `.written` file beside it says it was written whole
+    (packets and size), without reading 2,000,000 packets again to count them."""
+    stamp = path.with_name(path.name + ".written")
     if path.exists() and not regenerate:
+        if stamp.exists() and stamp.read_text().split() == [str(packets), str(path.stat().st_size)]:
+            print(f"reusing {path}")
+            return
         try:
-            if read_capture(path).packets == packets:
+            if read_capture(path, on_end=lambda _conn: None).packets == packets:
+                stamp.write_text(f"{packets} {path.stat().st_size}\n")
                 print(f"reusing {path}")
                 return
         except CaptureError:
             pass
     path.parent.mkdir(parents=True, exist_ok=True)
-    print(f"writing {path} ({packets:,} packets of REST, SOAP, MQTT, reqresp and upcall traffic) ...", flush=True)
-    write_lab_mix(path, packets)
+    print(f"writing {path} ({packets:,} packets, {kind}) ...", flush=True)
+    stamp.unlink(missing_ok=True)
+    KINDS[kind](path, packets)
+    stamp.write_text(f"{packets} {path.stat().st_size}\n")
 
 
-def dpkt_read_seconds(path: Path) -> float | None:
-    """How long dpkt takes only to parse every packet down to TCP (if dpkt is installed), for comparison."""
+def reader_seconds(path: Path) -> dict[str, float]:
+    """CPU seconds only to read the capture: the hand-written reader (with its connection table) and, if
+    installed, dpkt's reader alone and dpkt parsing each packet down to TCP."""
+    out = {}
+    start = time.process_time()
+    read_capture(path, on_end=lambda _conn: None)
+    out["hand-written reader, connection table included"] = time.process_time() - start
     try:
         import dpkt
     except ImportError:
-        return None
+        return out
+    reader = dpkt.pcapng.Reader if path.suffix == ".pcapng" else dpkt.pcap.Reader
     start = time.process_time()
     with open(path, "rb") as f:
-        reader = dpkt.pcapng.Reader(f) if path.suffix == ".pcapng" else dpkt.pcap.Reader(f)
-        for _ts, buf in reader:
+        for _ts, _buf in reader(f):
+            pass
+    out[f"dpkt {dpkt.__version__} reader alone"] = time.process_time() - start
+    start = time.process_time()
+    with open(path, "rb") as f:
+        for _ts, buf in reader(f):
             ip = dpkt.ethernet.Ethernet(buf).data
             if isinstance(ip, dpkt.ip.IP) and isinstance(ip.data, dpkt.tcp.TCP):
                 _ = ip.data.data
-    return time.process_time() - start
+    out[f"dpkt {dpkt.__version__} reader, Ethernet/IP/TCP parsed"] = time.process_time() - start
+    return out
+
+
+def gb(n: int) -> str:
+    return f"{n / 1e9:.2f} GB"
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m labkit.analyze.bench", description=__doc__.splitlines()[0])
-    p.add_argument("--capture", type=Path, default=DEFAULT_CAPTURE, help=f"capture to use (default: {DEFAULT_CAPTURE})")
-    p.add_argument("--packets", type=int, default=DEFAULT_PACKETS, help="packets in the synthetic capture")
-    p.add_argument("--runs", type=int, default=3, help="runs of each command; the best is reported (default 3)")
-    p.add_argument("--regenerate", action="store_true", help="write the capture again even if it exists")
+    p.add_argument("--packets", type=int, nargs="+", default=list(DEFAULT_PACKETS),
+                   help="sizes of the synthetic captures, in packets (default: 200000 2000000)")
+    p.add_argument("--kind", choices=sorted(KINDS), default="short-http",
+                   help="short-http: short REST connections, 11 packets each (default); lab-mix: the five protocols")
+    p.add_argument("--capture", type=Path, help="use this capture (written if missing) instead of the cached ones; "
+                                                 "with one --packets size")
+    p.add_argument("--runs", type=int, default=3, help="runs of each command; the median is reported (default 3)")
+    p.add_argument("--regenerate", action="store_true", help="write the captures again even if they exist")
     args = p.parse_args(argv)
     if not shutil.which("tshark"):
         print("tshark is not installed: run `make setup-test`", file=sys.stderr)
         return 2
-    ensure_capture(args.capture, args.packets, args.regenerate)
-    size = args.capture.stat().st_size
-    with tempfile.TemporaryDirectory(prefix="analyze-bench-") as out:
-        analyzer = [sys.executable, "-m", "labkit.analyze", str(args.capture), "--no-progress"]
-        commands = {
-            "tshark": ["tshark", "-r", str(args.capture), "-q", "-z", "conv,tcp"],
-            "report": [*analyzer, "--no-files"],
-            "report+files": [*analyzer, "--out-dir", out],
-        }
-        results: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
-        for i in range(args.runs):  # interleaved, so that a busy moment hurts each alike
-            for name, argv_ in commands.items():
-                results[name].append(_timed(argv_))
-            print(f"  run {i + 1}: " + ", ".join(f"{name} {results[name][-1][0]:.2f} s" for name in commands),
-                  flush=True)
-    best = {k: (min(w for w, _ in v), min(c for _, c in v)) for k, v in results.items()}
-    tw, tc = best["tshark"]
-    labels = {
-        "tshark": "tshark -r <capture> -q -z conv,tcp",
-        "report": "python -m labkit.analyze <capture> --no-files",
-        "report+files": "python -m labkit.analyze <capture> (+ .md .png .json)",
-    }
-    print(f"capture: {args.capture} ({args.packets:,} packets, {size / 1e6:.1f} MB); best of {args.runs} runs")
-    for name, (w, c) in best.items():
-        ratio = "" if name == "tshark" else f"   ratio to tshark: wall {w / tw:.2f}, cpu {c / tc:.2f}"
-        print(f"  {labels[name]:<56} wall {w:5.2f} s  cpu {c:5.2f} s{ratio}")
-    aw, ac = best["report"]
-    verdict = "no longer than tshark" if aw <= tw else "SLOWER than tshark"
-    print(f"ratio analyzer/tshark: {aw / tw:.2f} (the analysis, report printed) -> {verdict}")
-    dpkt_time = dpkt_read_seconds(args.capture)
-    if dpkt_time is not None:
-        print(f"  (dpkt only parsing the packets down to TCP: {dpkt_time:.2f} s CPU)")
+    if args.capture is not None and len(args.packets) != 1:
+        p.error("--capture takes one --packets size")
+    rows = []
+    for packets in args.packets:
+        capture = args.capture or CACHE / f"{args.kind}-{packets}.pcapng"
+        ensure_capture(capture, packets, args.kind, args.regenerate)
+        with tempfile.TemporaryDirectory(prefix="analyze-bench-") as out:
+            commands = {
+                "ours": [sys.executable, "-m", "labkit.analyze", str(capture), "--no-progress", "--out-dir", out],
+                "tshark": ["tshark", "-r", str(capture), "-q", "-z", "conv,tcp"],
+            }
+            runs: dict[str, list[tuple[float, int]]] = {name: [] for name in commands}
+            for i in range(args.runs):  # alternating, so that a busy moment hurts both alike
+                for name, command in commands.items():
+                    runs[name].append(run_measured(command))
+                print(f"  {packets:,} packets, run {i + 1}: " + ", ".join(
+                    f"{name} {runs[name][-1][0]:.2f} s {gb(runs[name][-1][1])}" for name in commands), flush=True)
+        med = {name: (statistics.median(w for w, _ in r), statistics.median(m for _, m in r))
+               for name, r in runs.items()}
+        rows.append((packets, capture.stat().st_size, med["ours"], med["tshark"]))
+    print()
+    print(f"python -m labkit.analyze <capture> (report printed, .md .png .json written) against "
+          f"tshark -r <capture> -q -z conv,tcp; {args.kind}, median of {args.runs} alternating runs")
+    print(f"{'packets':>10} {'file':>8} | {'ours: time, peak memory':>24} | {'tshark: time, peak memory':>26} | "
+          f"{'ratio time':>10} {'ratio memory':>12}")
+    for packets, size, (ow, om), (tw, tm) in rows:
+        print(f"{packets:>10,} {size / 1e6:>5.0f} MB | {ow:>10.2f} s, {gb(om):>9} | {tw:>12.2f} s, {gb(tm):>9} | "
+              f"{ow / tw:>9.2f}x {om / tm:>11.2f}x")
+    print("ratio analyzer/tshark (time): " + ", ".join(f"{ow / tw:.2f} at {packets:,} packets"
+                                                       for packets, _s, (ow, _om), (tw, _tm) in rows))
+    print("targets (issue 18): time <= 1.0x and peak memory <= 0.5x tshark's on the 2,000,000-packet capture")
+    smallest = min(rows)[0]
+    capture = args.capture or CACHE / f"{args.kind}-{smallest}.pcapng"
+    print(f"reading only, {smallest:,} packets (CPU):")
+    for name, seconds in reader_seconds(capture).items():
+        print(f"  {name:<52} {seconds:6.2f} s")
     return 0
 
 

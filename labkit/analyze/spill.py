@@ -59,6 +59,9 @@ class Spill(Collector):
         self.conv_at = (array("q"), array("q"), array("q"))
         self.conv_end = 0
         self.kept: list = []  # max-heap of (-index, conversation): the KEPT_CONVERSATIONS lowest indexes so far
+        # the pictures' conversations: those that began before the last message they may draw (the horizon)
+        self.early: dict = {}
+        self.horizon: float | None = None
         self.messages_written = 0
         self.conv_buffer: list = []  # JSON not yet written (one write per BUFFERED)
         self.msg_buffer: list = []
@@ -82,6 +85,10 @@ class Spill(Collector):
             self.unrecognised[-1] = left_out_dict(conv)  # its streams are not needed any more
 
     def message(self, m: Message) -> None:
+        if self.message_count + 1 == 2 * MAX_DIAGRAM_MESSAGES:  # the last message the pictures may draw
+            self.horizon = m.time
+            for index in [i for i, c in self.early.items() if c.conn.first_time > m.time]:
+                del self.early[index]
         if not self.spilling:
             super().message(m)
             if self.message_count > SPILL_AFTER_MESSAGES:
@@ -117,13 +124,16 @@ class Spill(Collector):
         if len(self.conv_buffer) >= BUFFERED:
             self._flush_conversations()
         self.conv_end += len(data) + 1
-        if len(self.kept) < KEPT_CONVERSATIONS:
+        early = self.horizon is None or conv.conn.first_time <= self.horizon
+        if early:
             _trim(conv)
-            heapq.heappush(self.kept, (-conv.index, conv))
-        elif conv.index < -self.kept[0][0]:
-            _trim(conv)
-            heapq.heapreplace(self.kept, (-conv.index, conv))
-        else:  # its messages still point at it, for their endpoints: let go of everything else
+            self.early[conv.index] = conv
+        if len(self.kept) < KEPT_CONVERSATIONS or conv.index < -self.kept[0][0]:
+            if not early:
+                _trim(conv)
+            (heapq.heappush if len(self.kept) < KEPT_CONVERSATIONS else heapq.heapreplace)(self.kept,
+                                                                                       (-conv.index, conv))
+        elif not early:  # its messages still point at it, for their endpoints: let go of everything else
             conv.messages = []
             conv.conn.log = []
             conv.cs = conv.sc = _EMPTY
@@ -155,7 +165,9 @@ class Spill(Collector):
         if not self.spilling:
             return
         a.spill = self
-        a.conversations = sorted((conv for _i, conv in self.kept), key=lambda c: c.index)
+        kept = {c.index: c for _i, c in self.kept}
+        kept.update(self.early)
+        a.conversations = sorted(kept.values(), key=lambda c: c.index)  # the first ones: what the text lists
         a.messages = self.messages
         a.unrecognised = sorted(self.unrecognised, key=lambda c: c["index"] if isinstance(c, dict) else c.index)
         self._flush_conversations()
