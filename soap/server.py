@@ -18,7 +18,7 @@ import spyne_compat  # noqa: F401  (first: lets spyne 2.14 import on Python 3.12
 from spyne import Application, Double, Fault, Integer, ServiceBase, rpc
 from spyne.error import RequestTooLongError
 from spyne.protocol.soap import Soap11
-from spyne.server.wsgi import WsgiApplication
+from spyne.server.wsgi import WsgiApplication, WsgiMethodContext
 
 PORT = 8000
 SERVICE_NAME = "CalculatorService"
@@ -89,20 +89,18 @@ for event in ("method_return_object", "method_exception_object"):
     application.event_manager.add_listener(event, note_call)
 spyne_app = WsgiApplication(application, max_content_length=MAX_REQUEST_BYTES)
 
-#: What escapes spyne, as the Fault the sender gets instead of a bare 500 (anything else: a Server Fault).
-ESCAPES = {StopIteration: ("Client.EmptyRequest", "Empty request body"),  # spyne's next() on the body's chunks
-           RequestTooLongError: ("Client.RequestTooLong", f"Request body over {MAX_REQUEST_BYTES} bytes"),
-           UnicodeError: ("Client.EncodingError", "The body is not in its declared charset"),
-           LookupError: ("Client.EncodingError", "Unknown charset"),
-           AttributeError: ("Client.SoapError", "No operation in the SOAP Body")}  # spyne reads None.tag
-FAULT = ('<?xml version="1.0" encoding="UTF-8"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/">'
-         "<s:Body><s:Fault><faultcode>s:{}</faultcode><faultstring>{}</faultstring></s:Fault></s:Body></s:Envelope>")
+#: What spyne lets escape as an exception (a bare 500 from gunicorn), each as the sender's Fault it should be.
+ESCAPES = {StopIteration: ("Client.EmptyRequest", "Empty request body"),  # spyne's next() on a body of no chunks
+           UnicodeError: ("Client.EncodingError", "The body is not in its declared charset"),  # decoded unchecked
+           LookupError: ("Client.EncodingError", "Unknown charset"),  # the Content-Type's charset, looked up unchecked
+           AttributeError: ("Client.SoapError", "No operation in the SOAP Body"),  # an empty Body: spyne reads None.tag
+           RequestTooLongError: ("Client.RequestTooLong", f"Request body over {MAX_REQUEST_BYTES} bytes")}  # below
 
 
 def app(environ, start_response):
-    """What gunicorn serves: spyne's WSGI app, and for whatever escapes it still a SOAP Fault, never a bare 500."""
+    """What gunicorn serves: spyne's WSGI app, and for whatever escapes it still spyne's Fault, never a bare 500."""
     try:
-        if not environ.get("CONTENT_LENGTH"):  # chunked: spyne would read MAX_REQUEST_BYTES and stop there
+        if not environ.get("CONTENT_LENGTH"):  # chunked: spyne would parse the first MAX_REQUEST_BYTES, cut short
             body = environ["wsgi.input"].read(MAX_REQUEST_BYTES + 1)
             if len(body) > MAX_REQUEST_BYTES:
                 raise RequestTooLongError
@@ -111,8 +109,9 @@ def app(environ, start_response):
     except Exception as e:
         code, text = next((f for kind, f in ESCAPES.items() if isinstance(e, kind)), ("Server", "Internal error"))
         environ["soap.call"] = f"fault {code}: {text}"
-        start_response("500 Internal Server Error", [("Content-Type", "text/xml; charset=utf-8")])
-        return [FAULT.format(code, text).encode()]
+        ctx = WsgiMethodContext(spyne_app, environ, application.out_protocol.mime_type)
+        ctx.out_error = Fault(code, text)  # spyne's own envelope and HTTP 500, as for every other Fault
+        return spyne_app.handle_error(ctx, [], ctx.out_error, start_response)
 
 
 # --- `python server.py`: what a plain `gunicorn` in this folder runs, on --host and --port. ------------------------

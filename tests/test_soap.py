@@ -101,6 +101,20 @@ def test_client_all_calls_every_operation_of_the_wsdl_in_order(server):
     proc.wait_for(r'"POST / HTTP/1.1" 200 divide\(10,5\) = 2.0$', timeout=5)
 
 
+def test_client_calls_the_address_it_was_given_whatever_address_the_wsdl_names(spawn, port):
+    """spyne writes into the WSDL the address of the first request each worker saw: in Docker `soap-server:8000` for a
+    client container, `127.0.0.1:8000` for a browser on the host. The client posts to the address it was given."""
+    start_soap_server(spawn, port)
+    for _ in range(12):  # new connections, spread over both workers: each builds its WSDL for this Host
+        wsdl = requests.get(f"http://127.0.0.1:{port}/?wsdl", headers={"Host": "127.0.0.1:1"}, timeout=10).content
+    ns = {"soap": "http://schemas.xmlsoap.org/wsdl/soap/"}
+    assert parse_xml(wsdl).find(".//soap:address", ns).get("location") == "http://127.0.0.1:1/"  # nobody listens
+    done = run_client(port, "--op", "all", "-a", "10", "-b", "5")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["add(10,5) = 15", "subtract(10,5) = 5", "multiply(10,5) = 50",
+                                        "divide(10,5) = 2.0"]
+
+
 def test_client_repeat_makes_the_calls_again_over_one_connection(server):
     proc, port = server
     start = len(proc.lines)
