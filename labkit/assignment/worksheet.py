@@ -62,15 +62,13 @@ def commands(proto: str, v: Values) -> tuple[list[str], list[str]]:
         args = f"--op all -a {v.rest_a} -b {v.rest_b}"
         div0 = f"--op div -a {v.rest_a} -b 0"
         d = [f"{DC.format(proto='rest', service='rest-client')} python client.py {args}",
-             f"{DC.format(proto='rest', service='rest-client')} python client.py {div0}"]
+             f"{DC.format(proto='rest', service='rest-client')} python client.py {div0}   # prints the server's error"]
         n = [f"{LOCAL.format(proto='rest', script='client.py')} {args}",
-             f"{LOCAL.format(proto='rest', script='client.py')} {div0}"]
+             f"{LOCAL.format(proto='rest', script='client.py')} {div0}   # prints the server's error"]
     elif proto == "soap":
         args = f"--op all -a {v.soap_a} -b {v.soap_b}"
-        d = ["# edit soap/server.py first, then:", "docker compose -f compose/soap.yml restart soap-server",
-             f"{DC.format(proto='soap', service='soap-client')} python client.py {args}"]
-        n = ["# edit soap/server.py first: the recorder starts the server from your edited file",
-             f"{LOCAL.format(proto='soap', script='client.py')} {args}"]
+        d = [f"{DC.format(proto='soap', service='soap-client')} python client.py {args}"]
+        n = [f"{LOCAL.format(proto='soap', script='client.py')} {args}"]
     elif proto == "mqtt":
         topic, msg = v.mqtt_topic, v.mqtt_message
         pub = f"--topic {topic} --message \"{msg}\""
@@ -90,9 +88,18 @@ def commands(proto: str, v: Values) -> tuple[list[str], list[str]]:
         d = [f"{DC.format(proto='upcall', service='upcall-client')} python clientcall.py   # type: {line}   then: bye",
              f"#   or at once: ... python clientcall.py --messages \"{line},bye\""]
         n = [f"{LOCAL.format(proto='upcall', script='clientcall.py')} --messages \"{line},bye\""]
-    docker = [f"make record-{proto}                      # terminal 1: records until Ctrl+C", *d,
+    before = {"docker": [], "local": []}
+    if proto == "soap":  # the server must run the edited file before the recording starts (a restart of the
+        # container would also take the capture sidecar's network namespace away)
+        before["docker"] = ["# add your method to soap/server.py, then BEFORE recording:",
+                            "docker compose -f compose/soap.yml up -d && "
+                            "docker compose -f compose/soap.yml restart soap-server"]
+        before["local"] = ["# add your method to soap/server.py BEFORE recording: the recorder starts the server "
+                           "from it"]
+    docker = [*before["docker"], f"make record-{proto}                      # terminal 1: records until Ctrl+C", *d,
               f"# Ctrl+C in terminal 1, then: make check-{proto} STUDENT={v.student}"]
-    local = [f"sudo make record-{proto} RUNTIME=local   # terminal 1: starts the server, records until Ctrl+C", *n,
+    local = [*before["local"],
+             f"sudo make record-{proto} RUNTIME=local   # terminal 1: starts the server, records until Ctrl+C", *n,
              f"# Ctrl+C in terminal 1, then: make check-{proto} STUDENT={v.student}"]
     return docker, local
 
