@@ -34,7 +34,7 @@ PROBE = REPO / "tests" / "classroom_probe.py"
 PROJECT_LABEL = "label=com.docker.compose.project=lab-classroom"
 
 #: What a student container runs (python - < this): paho-mqtt over TLS with an account, MQTT 5.
-#:   sub USER PASSWORD TOPIC          prints "subscribed", then "<topic> <payload>" per message
+#:   sub USER PASSWORD TOPIC          prints "subscribed", then "<topic> <payload>" of the first message, and ends
 #:   pub USER PASSWORD TOPIC MESSAGE  prints "puback <reason code>" (135: not authorized)
 STUDENT_CLIENT = r'''
 import sys
@@ -46,11 +46,12 @@ client.tls_set("/classroom/ca.crt")
 client.username_pw_set(user, password)
 client.on_connect = lambda c, u, f, rc, p: action == "sub" and c.subscribe(topic, qos=1)
 client.on_subscribe = lambda c, u, mid, rcs, p: print("subscribed", flush=True)
-client.on_message = lambda c, u, m: print(m.topic, m.payload.decode(), flush=True)
+client.on_message = lambda c, u, m: print(m.topic, m.payload.decode(), flush=True) or c.disconnect()
 client.on_publish = lambda c, u, mid, rc, p: print("puback", rc.value, flush=True)
 client.connect("lecturer", 8883)
 if action == "sub":
-    client.loop_forever()
+    client.loop_forever()  # until on_message disconnects
+    sys.exit(0)
 client.loop_start()
 client.publish(topic, sys.argv[5], qos=1).wait_for_publish(10)
 client.disconnect()
@@ -181,8 +182,7 @@ def test_student_containers_talk_over_tls_and_the_acl_holds(room):
     assert into_b.wait(60) == 0 and into_b.lines == ["puback 135"], into_b.output  # not authorized
     own = room.student("student-a", "pub", a.id, a.password, f"kelas/{a.id}/suhu", "27.4")
     assert own.wait(60) == 0 and own.lines == ["puback 0"], own.output
-    sub.wait_for(rf"^kelas/{a.id}/suhu 27.4$", timeout=30)
-    sub.stop()
+    assert sub.wait(30) == 0, sub.output
     assert [line for line in sub.lines if line] == ["subscribed", f"kelas/{a.id}/suhu 27.4"], sub.output
     log = room.logs("mqtt-broker")
     assert re.search(r"New connection from 10\.151\.17\.21:\d+ on port 8883", log), log[-2000:]
@@ -230,3 +230,43 @@ def test_broker_limits_hold_in_docker(room):
     assert sent.returncode == 0, sent.stderr
     assert greedy.wait(30) == 0
     assert greedy.lines[-1] == f"received {limit}", greedy.output
+
+
+def test_the_plaintext_lesson_shows_the_password_on_the_bridge(room, tmp_path):
+    """tcpdump on the classroom's fixed bridge br-classroom: the plain CONNECT carries the password, TLS does not."""
+    a = room.accounts()[STUDENT_A]
+    pcap = tmp_path / "classroom.pcap"
+    tcpdump = Proc(["tcpdump", "-i", "br-classroom", "-n", "-U", "--immediate-mode", "-w", str(pcap),
+                    "tcp port 1883 or tcp port 8883"], label="tcpdump")
+    try:
+        tcpdump.wait_for("listening on", timeout=30)
+        assert host_pub(room, a, "-t", f"kelas/{a.id}/x", "-m", "over TLS").returncode == 0
+        plain = subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(room.ports["CLASSROOM_PLAIN_PORT"]),
+                                "-u", a.id, "-P", a.password, "-t", f"kelas/{a.id}/x", "-m", "in clear"],
+                               capture_output=True, text=True, timeout=CLIENT_TIMEOUT)
+        assert plain.returncode == 0, plain.stderr
+    finally:
+        tcpdump.stop(timeout=5, sig=2)
+    assert pcap.read_bytes().count(a.password.encode()) == 1
+    rows = subprocess.run(["tshark", "-n", "-r", str(pcap), "-Y", "mqtt.passwd", "-T", "fields", "-e", "mqtt.username",
+                           "-e", "mqtt.passwd"], capture_output=True, text=True, timeout=60)
+    assert rows.stdout.splitlines() == [f"{a.id}\t{a.password}"], rows.stdout + rows.stderr
+
+
+def test_max_connections_in_docker(room):
+    """As in the namespaces, on a fresh broker (Mosquitto 2.0.11 miscounts clients it refused before)."""
+    limit = conf_value("max_connections")
+    restarted = room.run("restart", "mqtt-broker")
+    assert restarted.returncode == 0, restarted.stderr
+    assert room.run("up", "-d", "--wait", "mqtt-broker").returncode == 0
+    a = room.accounts()[STUDENT_A]
+    flood = Proc([sys.executable, str(PROBE), "hold", "--count", str(limit + 1), "--host", "127.0.0.1",
+                  "--port", str(room.tls_port), "--cafile", str(room.ca_file), "--user", a.id, "--password",
+                  a.password], label="hold", stdin=True)
+    room.procs.append(flood)
+    flood.wait_for(r"^holding$", timeout=180)
+    assert flood.count(r"^ok \d+$") == limit and flood.count(r"^refused \d+: ") == 1, flood.output[-500:]
+    flood.close_stdin()
+    flood.wait_for(r"^alive \d+$", timeout=60)
+    assert flood.lines[-1] == f"alive {limit}"
+    assert "denied: max_connections exceeded" in room.logs("mqtt-broker")
