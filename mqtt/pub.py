@@ -5,6 +5,7 @@ the broker has the message: QoS 0 when it is written to the connection, QoS 1 at
 """
 
 import argparse
+import contextlib
 import itertools
 import logging
 import random
@@ -25,19 +26,12 @@ INTERVAL = 1.0  # seconds between rounds; a round sends one message to every top
 QOS = 0  # 0 at most once, 1 at least once (the broker answers PUBACK), 2 exactly once
 RETAIN = False  # True: the broker keeps each topic's last message for subscribers that come later
 
-# Where the broker is, and how to talk to it.
 BROKER = "mqtt-broker"  # the compose service name; without Docker: --host 127.0.0.1
-PORT, TLS_PORT = 1883, 8883  # plain MQTT; MQTT over TLS (with --cafile)
+PORT = 1883  # plain MQTT; MQTT over TLS (with --cafile) is usually on 8883
 WAIT = 10.0  # s: how long to keep trying to reach the broker at start, and (--count) to wait for its last confirmations
-VERSIONS = {"3.1.1": mqtt.MQTTv311, "5": mqtt.MQTTv5}  # MQTT 5 adds reason codes, e.g. to a refused PUBLISH
 
 connack, connected = None, threading.Event()  # the broker's answer to our first CONNECT, once it has come
 refused: dict[int, mqtt.ReasonCode] = {}  # message id -> why the broker refused that PUBLISH (MQTT 5 only)
-
-
-def reading(topic: str) -> str:
-    low, high, unit = READINGS[topic]
-    return f"{random.uniform(low, high):.1f} {unit}"
 
 
 def on_connect(client, _userdata, _flags, reason_code, _properties):
@@ -50,45 +44,22 @@ def on_connect(client, _userdata, _flags, reason_code, _properties):
     connected.set()
 
 
-def on_disconnect(client, _userdata, _flags, reason_code, _properties):
-    if reason_code.is_failure:  # not our own DISCONNECT: paho reconnects after 1 s, then every 2 s
-        logging.info(f"Lost the connection to the MQTT broker {client.host}:{client.port}; reconnecting...")
-
-
 def on_publish(_client, _userdata, mid, reason_code, _properties):
     if reason_code.is_failure:  # MQTT 5: PUBACK "Not authorized" (0x87), a topic outside the account's ACL
         refused[mid] = reason_code
 
 
-def connect(client: mqtt.Client, args) -> None:
-    """Connect, or keep trying until WAIT: the broker may not be up yet. Once connected, paho reconnects."""
-    where = f"{args.host}:{args.port}"
-    try:
-        client.connect(args.host, args.port)  # TCP (and TLS), then CONNECT; the broker's CONNACK goes to on_connect
-    except ssl.SSLCertVerificationError as e:  # a wrong --cafile, or a certificate made for another host
-        sys.exit(f"error: TLS: certificate verify failed for the MQTT broker at {where}: {e.verify_message} "
-                 "(check --cafile)")
-    except OSError:  # not listening yet, or no such host: paho's network thread tries again
-        client.connect_async(args.host, args.port)
-    client.loop_start()  # paho's network thread: reads, writes, pings, and reconnects whenever it must
-    if connected.wait(args.wait) and connack.is_failure:
-        sys.exit(f"error: the MQTT broker at {where} refused the login: {connack} (check --username and --password)")
-    if not connected.is_set():
-        hint = " (running without Docker? add --host 127.0.0.1)" if args.host == BROKER else ""
-        sys.exit(f"error: cannot reach the MQTT broker at {where} within {args.wait:g} s{hint}")
-
-
-def publish(client: mqtt.Client, topic: str, payload: str, args) -> bool:
-    """Hand one message to paho and wait until the broker has it (or WAIT has passed); say which."""
+def publish(client: mqtt.Client, topic: str, args) -> bool:
+    """Send one message, and wait until the broker has it (or WAIT has passed); say which."""
+    low, high, unit = READINGS.get(topic, (0, 0, ""))  # a random reading in the topic's range, e.g. "27.4 °C"
+    payload = f"{random.uniform(low, high):.1f} {unit}" if args.message is None else args.message
     shown = f"{payload} (Topic: {topic})"
     if not client.is_connected():  # not handed to paho: it would keep QoS 1/2 for later, never saying when it went
         logging.info(f"Not sent (no connection to the broker): {shown}")
         return False
     info = client.publish(topic, payload, args.qos, args.retain)
-    try:
+    with contextlib.suppress(RuntimeError):  # raised for QoS 0 not yet written when the connection broke
         info.wait_for_publish(args.wait)  # QoS 0: written to the connection; QoS 1: PUBACK; QoS 2: PUBCOMP
-    except RuntimeError:  # QoS 0, not yet written when the connection broke
-        pass
     if info.mid in refused:
         sys.exit(f"error: the MQTT broker refused to publish {shown}: {refused[info.mid]} (outside your ACL?)")
     published = info.rc == mqtt.MQTT_ERR_SUCCESS and info.is_published()
@@ -99,29 +70,26 @@ def publish(client: mqtt.Client, topic: str, payload: str, args) -> bool:
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--host", default=BROKER, help=f"the broker (default: {BROKER})")
-    p.add_argument("--port", type=int, help=f"the broker's port (default: {PORT}, with --cafile {TLS_PORT})")
+    p.add_argument("--port", type=int, default=PORT, help=f"the broker's port (default: {PORT})")
     p.add_argument("--topic", action="append", help=f"a topic to publish to; repeat it (default: {' '.join(TOPICS)})")
     p.add_argument("--message", default=MESSAGE, help="publish this text instead of readings")
     p.add_argument("--interval", type=float, default=INTERVAL, help=f"seconds between rounds (default: {INTERVAL:g})")
     p.add_argument("--count", type=int, default=0, help="send this many rounds, then exit (default: until Ctrl+C)")
     p.add_argument("--qos", type=int, choices=(0, 1, 2), default=QOS, help=f"quality of service (default: {QOS})")
     p.add_argument("--retain", action=argparse.BooleanOptionalAction, default=RETAIN, help="keep it for latecomers")
-    p.add_argument("--client-id", default="", help="MQTT client id (default: none, the broker assigns one)")
     p.add_argument("--wait", type=float, default=WAIT, help=f"seconds to wait for the broker (default: {WAIT:g})")
     p.add_argument("--cafile", help="use TLS, and trust the broker only if this CA signed its certificate")
     p.add_argument("--username", help="log in with this user name (and --password)")
     p.add_argument("--password")
-    p.add_argument("--mqtt-version", choices=VERSIONS, default="3.1.1", help="MQTT 3.1.1 (default) or 5")
+    p.add_argument("--mqtt-version", choices=("3.1.1", "5"), default="3.1.1", help="3.1.1 (default), or 5: see README")
     p.add_argument("--debug", action="store_true", help="show each MQTT packet paho sends and receives")
     args = p.parse_args()
     args.topic = [t for value in args.topic or TOPICS for t in value.split(",") if t]
-    for topic in args.topic:
-        if "+" in topic or "#" in topic:
-            p.error(f"invalid topic {topic!r}: wildcards (+, #) are for subscribing only")
+    if wild := [t for t in args.topic if "+" in t or "#" in t]:
+        p.error(f"invalid topic {wild[0]!r}: wildcards (+, #) are for subscribing only")
     no_reading = [t for t in args.topic if t not in READINGS]
     if args.message is None and no_reading:
         p.error(f"no reading to publish on {', '.join(no_reading)}: give the text with --message (or MESSAGE)")
-    args.port = args.port or (TLS_PORT if args.cafile else PORT)
     if args.interval < 0 or args.count < 0 or args.wait <= 0 or not 0 < args.port < 65536:
         p.error("--interval and --count cannot be negative, --wait must be positive, --port is 1-65535")
     try:  # Python's default TLS settings: they verify the host name, and honour SSLKEYLOGFILE (for Wireshark)
@@ -134,33 +102,43 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     logging.basicConfig(stream=sys.stdout, level=logging.DEBUG if args.debug else logging.INFO, format="%(message)s")
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=args.client_id, protocol=VERSIONS[args.mqtt_version])
-    client.on_connect, client.on_disconnect, client.on_publish = on_connect, on_disconnect, on_publish
+    version = mqtt.MQTTv5 if args.mqtt_version == "5" else mqtt.MQTTv311  # MQTT 5's PUBACK says why it refuses
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=version)
+    client.on_connect, client.on_publish = on_connect, on_publish
     client.reconnect_delay_set(min_delay=1, max_delay=2)
     if args.tls:
         client.tls_set_context(args.tls)
-    if args.username:
-        client.username_pw_set(args.username, args.password)
-    if args.debug:  # paho's own log: "Sending PUBLISH (d0, q1, r0, m1), ...", "Received PUBACK (Mid: 1)"
+    client.username_pw_set(args.username, args.password)  # None: no login
+    if args.debug:  # paho's own log of the protocol: "Sending PUBLISH (d0, q1, r0, m1)...", "Received PUBACK"
         client.enable_logger()
-    logging.info(f"Connecting to {args.host}:{args.port}...")
+    logging.info(f"Connecting to {args.host}:{args.port}...")  # later, a lost connection shows as `Not sent`
+    where = f"{args.host}:{args.port}"
+    try:  # connect now, or (the broker may not be up yet) let paho's network thread keep trying, until WAIT
+        client.connect(args.host, args.port)  # TCP (and TLS), then CONNECT; the broker's CONNACK goes to on_connect
+    except ssl.SSLCertVerificationError as e:  # a wrong --cafile, or a certificate made for another host
+        sys.exit(f"error: TLS: certificate verify failed for the MQTT broker at {where}: {e.verify_message}")
+    except OSError:  # not listening yet, or no such host
+        client.connect_async(args.host, args.port)
+    client.loop_start()  # paho's network thread: reads, writes, pings, and reconnects whenever it must
+    if connected.wait(args.wait) and connack.is_failure:
+        sys.exit(f"error: the MQTT broker at {where} refused the login: {connack} (check --username and --password)")
+    if not connected.is_set():
+        hint = " (running without Docker? add --host 127.0.0.1)" if args.host == BROKER else ""
+        sys.exit(f"error: cannot reach the MQTT broker at {where} within {args.wait:g} s{hint}")
     try:
-        connect(client, args)
         logging.info(f"Publishing every {args.interval:g}s to: {', '.join(args.topic)} "
-                 f"(QoS {args.qos}{', retained' if args.retain else ''}; press Ctrl+C to stop)")
+                     f"(QoS {args.qos}{', retained' if args.retain else ''}; press Ctrl+C to stop)")
         lost = 0
         for round_number in itertools.count(1):
             for topic in args.topic:
-                lost += not publish(client, topic, reading(topic) if args.message is None else args.message, args)
+                lost += not publish(client, topic, args)
             if round_number == args.count:
                 break
             time.sleep(args.interval)
         if lost:
-            sys.exit(f"error: {lost} of {args.count * len(args.topic)} messages did not reach the MQTT broker at "
-                     f"{args.host}:{args.port}")
+            sys.exit(f"error: {lost} of {args.count * len(args.topic)} messages did not reach the broker at {where}")
     finally:
-        if client.is_connected():
-            client.disconnect()  # DISCONNECT: a clean end, in the capture and in the broker's log
+        client.disconnect()  # DISCONNECT (if connected): a clean end, in the capture and in the broker's log
         client.loop_stop()
     return 0
 

@@ -21,22 +21,13 @@ TOPICS = ["sister/temp", "sister/humidity"]  # topic filters; wildcards: sister/
 QOS = 0  # the highest QoS we accept; the broker sends min(publisher's, ours)
 LOG_FILE = Path(__file__).with_name("mqtt_messages.log")  # each message with a timestamp, next to this script
 
-# Where the broker is, and how to talk to it.
 BROKER = "mqtt-broker"  # the compose service name; without Docker: --host 127.0.0.1
-PORT, TLS_PORT = 1883, 8883  # plain MQTT; MQTT over TLS (with --cafile)
+PORT = 1883  # plain MQTT; MQTT over TLS (with --cafile) is usually on 8883
 WAIT = 10.0  # s: how long to keep trying to reach the broker at start
-VERSIONS = {"3.1.1": mqtt.MQTTv311, "5": mqtt.MQTTv5}  # MQTT 5 adds reason codes, e.g. to a refused SUBSCRIBE
 
 connack = None  # the broker's answer to our first CONNECT, once it has come
 connected, finished = threading.Event(), threading.Event()  # CONNACK has come; --count messages have come
 received = 0
-message_log = None  # the open --log file; False if it cannot be written
-
-
-def printable(payload: bytes) -> str:
-    """A payload as one line of text: UTF-8, with other bytes (\\xff) and control characters (\\n) escaped."""
-    text = payload.decode("utf-8", errors="backslashreplace")
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def on_connect(client, args, flags, reason_code, _properties):
@@ -52,57 +43,37 @@ def on_connect(client, args, flags, reason_code, _properties):
 
 
 def on_subscribe(_client, args, _mid, reason_codes, _properties):
-    """SUBACK: the broker's answer for each topic filter, in order (e.g. "Not authorized", with MQTT 5)."""
-    answers = zip(args.topic, reason_codes, strict=False)
+    answers = zip(args.topic, reason_codes, strict=False)  # SUBACK: the broker's answer for each filter, in order
     logging.info("Subscribed to: " + ", ".join(f"{t} (refused: {c})" if c.is_failure else t for t, c in answers))
 
 
 def on_message(_client, args, msg):
-    global received, message_log
-    if finished.is_set():  # --count reached: main is disconnecting, later messages are not ours
-        return
-    line = f"Received message: {printable(msg.payload)} (Topic: {msg.topic})"
+    global received
+    text = msg.payload.decode("utf-8", errors="backslashreplace")  # shown escaped: not UTF-8 (\xff), control (\n)
+    line = f"Received message: {''.join(c if c.isprintable() else repr(c)[1:-1] for c in text)} (Topic: {msg.topic})"
     logging.info(line)
     try:
-        if message_log is not False:
-            message_log = message_log or open(args.log, "a", encoding="utf-8", buffering=1)  # line-buffered
-            message_log.write(f"{datetime.now().isoformat(sep=' ', timespec='milliseconds')} {line}\n")
+        if args.log:  # None once it could not be written
+            with open(args.log, "a", encoding="utf-8") as log:
+                log.write(f"{datetime.now().isoformat(sep=' ', timespec='milliseconds')} {line}\n")
     except OSError as e:  # e.g. no such folder, or the disk is full: say so once, go on without the log
         print(f"warning: cannot write {args.log}: {e.strerror or e}; not logging (choose another file with --log PATH)",
               file=sys.stderr)
-        message_log = False
+        args.log = None
     received += 1
     if received == args.count:
         finished.set()
 
 
 def on_disconnect(client, _userdata, _flags, reason_code, _properties):
-    if reason_code.is_failure:  # not our own DISCONNECT: paho reconnects after 1 s, then every 2 s
+    if reason_code.is_failure and connected.is_set() and not connack.is_failure:  # paho reconnects: 1 s, then 2 s
         logging.info(f"Lost the connection to the MQTT broker {client.host}:{client.port}; reconnecting...")
-
-
-def connect(client: mqtt.Client, args) -> None:
-    """Connect, or keep trying until WAIT: the broker may not be up yet. Once connected, paho reconnects."""
-    where = f"{args.host}:{args.port}"
-    try:
-        client.connect(args.host, args.port)  # TCP (and TLS), then CONNECT; the broker's CONNACK goes to on_connect
-    except ssl.SSLCertVerificationError as e:  # a wrong --cafile, or a certificate made for another host
-        sys.exit(f"error: TLS: certificate verify failed for the MQTT broker at {where}: {e.verify_message} "
-                 "(check --cafile)")
-    except OSError:  # not listening yet, or no such host: paho's network thread tries again
-        client.connect_async(args.host, args.port)
-    client.loop_start()  # paho's network thread: reads, writes, pings, and reconnects whenever it must
-    if connected.wait(args.wait) and connack.is_failure:
-        sys.exit(f"error: the MQTT broker at {where} refused the login: {connack} (check --username and --password)")
-    if not connected.is_set():
-        hint = " (running without Docker? add --host 127.0.0.1)" if args.host == BROKER else ""
-        sys.exit(f"error: cannot reach the MQTT broker at {where} within {args.wait:g} s{hint}")
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--host", default=BROKER, help=f"the broker (default: {BROKER})")
-    p.add_argument("--port", type=int, help=f"the broker's port (default: {PORT}, with --cafile {TLS_PORT})")
+    p.add_argument("--port", type=int, default=PORT, help=f"the broker's port (default: {PORT})")
     p.add_argument("--topic", action="append", help=f"a topic filter; repeat it (default: {' '.join(TOPICS)})")
     p.add_argument("--qos", type=int, choices=(0, 1, 2), default=QOS, help=f"quality of service (default: {QOS})")
     p.add_argument("--log", default=str(LOG_FILE), help=f"the message log (default: {LOG_FILE.name} here)")
@@ -114,7 +85,6 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--cafile", help="use TLS, and trust the broker only if this CA signed its certificate")
     p.add_argument("--username", help="log in with this user name (and --password)")
     p.add_argument("--password")
-    p.add_argument("--mqtt-version", choices=VERSIONS, default="3.1.1", help="MQTT 3.1.1 (default) or 5")
     p.add_argument("--debug", action="store_true", help="show each MQTT packet paho sends and receives")
     args = p.parse_args()
     args.topic = [t for value in args.topic or TOPICS for t in value.split(",") if t]
@@ -123,9 +93,8 @@ def parse_args() -> argparse.Namespace:
             mqtt.Client(CallbackAPIVersion.VERSION2).subscribe(topic)
         except ValueError as e:
             p.error(f"invalid topic {topic!r}: {e} (+ and # stand for whole levels, # only for the last)")
-    if args.persistent and (not args.client_id or args.mqtt_version == "5"):
-        p.error("--persistent needs --client-id (the broker keeps the session under that name) and MQTT 3.1.1")
-    args.port = args.port or (TLS_PORT if args.cafile else PORT)
+    if args.persistent and not args.client_id:
+        p.error("--persistent needs --client-id: the broker keeps the session under that name")
     if args.count < 0 or (args.timeout or 1) <= 0 or args.wait <= 0 or not 0 < args.port < 65536:
         p.error("--count cannot be negative, --timeout and --wait must be positive, --port is 1-65535")
     try:  # Python's default TLS settings: they check the host name, and honour SSLKEYLOGFILE (for Wireshark)
@@ -138,31 +107,40 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     logging.basicConfig(stream=sys.stdout, level=logging.DEBUG if args.debug else logging.INFO, format="%(message)s")
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=args.client_id, protocol=VERSIONS[args.mqtt_version],
-                         clean_session=None if args.mqtt_version == "5" else not args.persistent, userdata=args)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=args.client_id, clean_session=not args.persistent,
+                         userdata=args)
     client.on_connect, client.on_subscribe, client.on_message = on_connect, on_subscribe, on_message
     client.on_disconnect = on_disconnect
     client.reconnect_delay_set(min_delay=1, max_delay=2)
     if args.tls:
         client.tls_set_context(args.tls)
-    if args.username:
-        client.username_pw_set(args.username, args.password)
-    if args.debug:  # paho's own log: "Sending SUBSCRIBE (d0, m1) ...", "Received PUBLISH (d0, q0, r0, m0) ..."
+    client.username_pw_set(args.username, args.password)  # None: no login
+    if args.debug:  # paho's own log of the protocol: "Sending SUBSCRIBE...", "Received PUBLISH..."
         client.enable_logger()
     logging.info(f"Connecting to {args.host}:{args.port}...")
     logging.info("Waiting for messages... (press Ctrl+C to quit)")
+    where = f"{args.host}:{args.port}"
+    try:  # connect now, or (the broker may not be up yet) let paho's network thread keep trying, until WAIT
+        client.connect(args.host, args.port)  # TCP (and TLS), then CONNECT; the broker's CONNACK goes to on_connect
+    except ssl.SSLCertVerificationError as e:  # a wrong --cafile, or a certificate made for another host
+        sys.exit(f"error: TLS: certificate verify failed for the MQTT broker at {where}: {e.verify_message}")
+    except OSError:  # not listening yet, or no such host
+        client.connect_async(args.host, args.port)
+    client.loop_start()  # paho's network thread: reads, writes, pings, and reconnects whenever it must
+    if connected.wait(args.wait) and connack.is_failure:
+        sys.exit(f"error: the MQTT broker at {where} refused the login: {connack} (check --username and --password)")
+    if not connected.is_set():
+        hint = " (running without Docker? add --host 127.0.0.1)" if args.host == BROKER else ""
+        sys.exit(f"error: cannot reach the MQTT broker at {where} within {args.wait:g} s{hint}")
     try:
-        connect(client, args)
         done = finished.wait(args.timeout)
     finally:
-        if client.is_connected():
-            client.disconnect()  # DISCONNECT: a clean end, in the capture and in the broker's log
+        client.disconnect()  # DISCONNECT (if connected): a clean end, in the capture and in the broker's log
         client.loop_stop()
     if not done:
         got = f"Received {received} message{'s' if received > 1 else ''}" if received else "No messages received"
         logging.info(f"{got} on {', '.join(args.topic)} in {args.timeout:g}s")
-        return 1 if args.count else 0
-    return 0
+    return 1 if args.count and not done else 0
 
 
 if __name__ == "__main__":

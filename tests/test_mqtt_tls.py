@@ -106,8 +106,8 @@ def test_wrong_ca_is_one_line_saying_certificate_verify_failed(spawn, classroom,
     proc = client(spawn, script, port, tmp_path, "--cafile", str(pki / "other-ca.crt"), *login("ani"), "--count", "1")
     assert proc.wait(15) == 1, proc.output
     assert re.fullmatch(rf"error: TLS: certificate verify failed for the MQTT broker at {HOST}:{port}: "
-                        r"(self-signed certificate in certificate chain|unable to get local issuer certificate) "
-                        r"\(check --cafile\)", proc.lines[-1]), proc.output
+                        r"(self-signed certificate in certificate chain|unable to get local issuer certificate)",
+                        proc.lines[-1]), proc.output
     assert sum(line.startswith("error:") for line in proc.lines) == 1 and "Traceback" not in proc.output
 
 
@@ -125,11 +125,11 @@ def test_publish_outside_the_acl_is_refused_in_one_line_with_mqtt_5(spawn, class
     assert not matches(budi, RECEIVED)  # B's subscriber gets nothing
 
 
-def test_mqtt_5_subscriber_with_tls_and_login_receives_the_class(spawn, classroom, tmp_path):
-    """(Mosquitto 2.0 grants a SUBSCRIBE outside the read ACL too, SUBACK success, and then delivers nothing.)"""
+def test_mqtt_5_publisher_reaches_a_3_1_1_subscriber_with_tls_and_login(spawn, classroom, tmp_path):
+    """sub.py speaks 3.1.1 only: Mosquitto 2.0 grants a SUBSCRIBE outside the read ACL anyway (SUBACK success) and
+    then delivers nothing from there, so MQTT 5's refusing SUBACK would show nothing more here."""
     port, ca = classroom
-    sub = start_sub(spawn, port, tmp_path, "--cafile", str(ca), *login("budi"), "--mqtt-version", "5",
-                    "--topic", "class/#", "--count", "1")
+    sub = start_sub(spawn, port, tmp_path, "--cafile", str(ca), *login("budi"), "--topic", "class/#", "--count", "1")
     pub = start_pub(spawn, port, "--cafile", str(ca), *login("ani"), "--mqtt-version", "5", "--qos", "1",
                     "--topic", "class/ani/temp", "--message", "hello class", "--count", "1")
     assert pub.wait(15) == 0, pub.output
