@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,7 @@ PROJECT_LABEL = "label=com.docker.compose.project=lab-classroom"
 #:   pub USER PASSWORD TOPIC MESSAGE  prints "puback <reason code>" (135: not authorized)
 STUDENT_CLIENT = r'''
 import sys
+import time
 import paho.mqtt.client as mqtt
 
 action, user, password, topic = sys.argv[1:5]
@@ -270,3 +272,28 @@ def test_max_connections_in_docker(room):
     flood.wait_for(r"^alive \d+$", timeout=60)
     assert flood.lines[-1] == f"alive {limit}"
     assert "denied: max_connections exceeded" in room.logs("mqtt-broker")
+
+
+def test_a_late_student_joins_after_accounts_and_reload(room):
+    """A new line in the roster: `make classroom-accounts` gives that student an account and keeps every password
+    handed out; `make classroom-reload` (SIGHUP) lets the running broker and REST server take it."""
+    before = room.accounts()
+    roster = room.root / "classroom" / "roster.csv"
+    roster.write_text(ROSTER + "2301009,Dewi Late\n", encoding="utf-8")
+    done = room.make("classroom-accounts", "ROSTER=classroom/roster.csv")
+    assert done.returncode == 0 and "classroom: new account 2301009" in done.stdout, done.stdout + done.stderr
+    after = room.accounts()
+    assert all(after[sid] == before[sid] for sid in before)
+    late = after["2301009"]
+    reload = room.make("classroom-reload")
+    assert reload.returncode == 0, reload.stdout + reload.stderr
+    for _ in range(20):  # up to 10 s: the broker re-reads passwd at once, gunicorn starts new workers
+        ok = host_pub(room, late, "-t", "kelas/2301009/hello", "-m", "hi").returncode == 0
+        web = host_curl(room, "/add?a=1&b=2", "--cacert", str(room.ca_file), "-u", f"{late.id}:{late.password}")
+        if ok and web[:2] == ("200", '{"result":3.0}'):
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail(f"the late student is still refused after reload: mqtt ok={ok}, rest {web[:2]}")
+    a = after[STUDENT_A]
+    assert host_pub(room, a, "-t", f"kelas/{a.id}/x", "-m", "still in").returncode == 0
