@@ -114,16 +114,22 @@ class Connection:
 
     def to_seconds(self, t0: int) -> None:
         """Turn the times read (nanoseconds since 1970) into seconds since the capture's first packet `t0`."""
-
-        def rel(ev):
-            return None if ev is None else ((ev[0] - t0) / 1e9, *ev[1:])
-
         self.first_time = (self.first_time - t0) / 1e9
-        self.last_time = (max(self.ab.last_ns, self.ba.last_ns) - t0) / 1e9
-        self.syn, self.synack, self.handshake_ack, self.last_ack = (
-            rel(self.syn), rel(self.synack), rel(self.handshake_ack), rel(self.last_ack))
-        for d in (self.ab, self.ba):
-            d.fin, d.rst = rel(d.fin), rel(d.rst)
+        ab, ba = self.ab, self.ba
+        self.last_time = (max(ab.last_ns, ba.last_ns) - t0) / 1e9
+        if self.syn is not None:
+            self.syn = ((self.syn[0] - t0) / 1e9, *self.syn[1:])
+        if self.synack is not None:
+            self.synack = ((self.synack[0] - t0) / 1e9, *self.synack[1:])
+        if self.handshake_ack is not None:
+            self.handshake_ack = ((self.handshake_ack[0] - t0) / 1e9, *self.handshake_ack[1:])
+        if self.last_ack is not None:
+            self.last_ack = ((self.last_ack[0] - t0) / 1e9, *self.last_ack[1:])
+        for d in (ab, ba):
+            if d.fin is not None:
+                d.fin = ((d.fin[0] - t0) / 1e9, d.fin[1])
+            if d.rst is not None:
+                d.rst = ((d.rst[0] - t0) / 1e9, d.rst[1])
 
 
 @dataclass

@@ -20,6 +20,10 @@ _HEADER = re.compile(r"\r\n([^:\r\n]+):[ \t]*([^\r\n]*)")
 _CONTROL = re.compile(rb"[\x00-\x08\x0e-\x1f\x7f]")
 #: A header block longer than this is not HTTP we can read.
 MAX_HEADER_BYTES = 256 * 1024
+#: Header blocks parsed once and remembered: the same client and server send the same headers again and
+#: again (a capture of many short connections repeats them on each), so most are parsed only once.
+MAX_HEADER_BLOCKS_SEEN = 4096
+_HEADERS_SEEN: dict = {}
 
 
 def looks_like_request(data: bytes) -> bool:
@@ -64,7 +68,14 @@ def _parse(data: bytes, requests: bool, methods: list[str] | None = None, closed
             break
         if not requests and not first.startswith("HTTP/1."):
             break
-        headers = {name.strip().lower(): value.rstrip() for name, value in _HEADER.findall(head)}
+        fields = head[eol:] if eol >= 0 else ""
+        known = _HEADERS_SEEN.get(fields)
+        if known is None:
+            if len(_HEADERS_SEEN) >= MAX_HEADER_BLOCKS_SEEN:
+                _HEADERS_SEEN.clear()
+            known = _HEADERS_SEEN[fields] = {name.strip().lower(): value.rstrip()
+                                             for name, value in _HEADER.findall(fields)}
+        headers = dict(known)  # each message its own dict
         body_start = head_end + 4
         status = 0
         if not requests:
