@@ -29,10 +29,9 @@ def call(session: requests.Session, url: str, op: str, a: float, b: float, **opt
     if response.status_code == 401:  # the server asks for a login, or refused this one: requests' HTTPError
         response.raise_for_status()
     try:
-        body = response.json()
-    except ValueError:
-        body = None
-    body = body if isinstance(body, dict) else {}
+        body = dict(response.json())
+    except (ValueError, TypeError):  # not a JSON object: gunicorn's own HTML page, for one
+        body = {}
     if response.status_code == 200 and "result" in body:
         return f"{op}({a},{b}) = {float(body['result'])}"
     return f"{op}({a},{b}) -> error: {body.get('error') or f'HTTP {response.status_code} {response.reason}'}"
@@ -60,13 +59,11 @@ def main() -> int:
                         help=f"wait this long for each answer (default: {READ_TIMEOUT_SECONDS})")
     parser.add_argument("--cafile", metavar="PATH", help="use HTTPS, and trust the server only if this CA signed "
                         "its certificate (the classroom's ca.crt)")
-    parser.add_argument("--username", help="log in with HTTP basic auth (the classroom account); needs --password")
-    parser.add_argument("--password", help="the account's password")
+    parser.add_argument("--username", help="log in with HTTP basic auth (the classroom account)")
+    parser.add_argument("--password", default="", help="that account's password")
     args = parser.parse_args()
     if args.repeat < 1:
         parser.error(f"argument --repeat: must be at least 1, not {args.repeat}")
-    if (args.username is None) != (args.password is None):
-        parser.error("--username and --password go together")
     if args.cafile and not os.path.isfile(args.cafile):
         parser.error(f"argument --cafile: no such file: {args.cafile}")
 

@@ -122,11 +122,10 @@ if __name__ == "__main__":
     parser.add_argument("--host", default="0.0.0.0", help="address to bind (default: 0.0.0.0)")
     parser.add_argument("--port", type=int, default=PORT, help=f"port to listen on (default: {PORT})")
     args = parser.parse_args()
-    ipv6 = ":" in args.host
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM acts as Ctrl+C until gunicorn runs
     try:
         try:  # bind once as gunicorn will: a taken port is one line (gunicorn would retry five times)
-            socket.create_server((args.host, args.port), family=socket.AF_INET6 if ipv6 else socket.AF_INET).close()
+            socket.create_server((args.host, args.port), family=socket.getaddrinfo(args.host, None)[0][0]).close()
         except OSError as e:
             taken = e.errno == errno.EADDRINUSE
             if taken and os.path.isfile(os.environ.get("SERVER_LOG", "")):
@@ -134,11 +133,11 @@ if __name__ == "__main__":
                       "its output from now on. Ctrl+C to stop.", flush=True)
                 subprocess.run(["tail", "-n", "0", "-F", os.environ["SERVER_LOG"]])
             problem = "is already in use: stop the other SOAP server" if taken else f"cannot be used: {e.strerror}"
-            print(f"error: port {args.port} on {args.host} {problem} (or choose another with --port)", file=sys.stderr)
-            sys.exit(2)
+            parser.exit(2, f"error: port {args.port} on {args.host} {problem} (or choose another with --port)\n")
         os.chdir(Path(__file__).resolve().parent)  # gunicorn reads ./gunicorn.conf.py from here
         from gunicorn.app.wsgiapp import run
-        sys.argv = ["gunicorn", "--bind", f"[{args.host}]:{args.port}" if ipv6 else f"{args.host}:{args.port}"]
+        host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address goes in brackets
+        sys.argv = ["gunicorn", "--bind", f"{host}:{args.port}"]
         run()
     except KeyboardInterrupt:  # Ctrl+C before gunicorn has set its own handlers, or while following
         pass
