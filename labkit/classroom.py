@@ -45,8 +45,9 @@ REST_TLS_PORT = 443  # HTTPS's own port: Wireshark decodes the HTTP inside witho
 #: The namespace runtime's (and compose/classroom.yml's) network: the lecturer and two students.
 SUBNET = ipaddress.IPv4Network("10.151.17.0/24")
 ADDRESSES = {"lecturer": "10.151.17.10", "student-a": "10.151.17.21", "student-b": "10.151.17.22"}
-#: Names the server certificate carries besides the lecturer's HOST: the namespace host and the compose services.
-SERVER_NAMES = ("lecturer", "mqtt-broker", ADDRESSES["lecturer"])
+#: Names the server certificate carries besides the lecturer's HOST: the namespace host, and the compose services
+#: with their addresses (compose/classroom.yml: the broker at the lecturer's address, rest-server beside it).
+SERVER_NAMES = ("lecturer", "mqtt-broker", "rest-server", ADDRESSES["lecturer"], "10.151.17.11")
 
 #: A student id (a NIM): it becomes an MQTT username and a topic level, so no '/', '+', '#', ':' or spaces.
 STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
