@@ -13,7 +13,6 @@ import socket
 import sys
 import threading
 from pathlib import Path
-from typing import NoReturn
 
 HOST = "upcall-server"  # the compose service name; without Docker use --host 127.0.0.1
 PORT = 4141
@@ -30,11 +29,10 @@ console = threading.Lock()  # one thread prints at a time
 prompt_shown = ""  # the prompt the user is answering right now, if any
 
 
-def fail(reason: str) -> NoReturn:
+def fail(reason: str):
     """Stop the client: the reason as one line `error: ...` (logged as an ERROR too), exit status 1."""
     log.error("%s", reason)
-    print(f"error: {reason}", file=sys.stderr)
-    sys.exit(1)
+    sys.exit(f"error: {reason}")
 
 
 def show(line: str) -> None:
@@ -74,14 +72,12 @@ def typed_lines():
             prompt_shown = prompt
             sys.stdout.write(prompt)
             sys.stdout.flush()
-        try:
-            line = input()
-        except EOFError:
-            prompt_shown = ""
+        line = sys.stdin.readline()  # "" at the end of input (Ctrl+D)
+        prompt_shown = ""
+        if not line:
             show("")  # end the prompt's line
             return
-        prompt_shown = ""
-        yield line
+        yield line.removesuffix("\n")
 
 
 def main() -> int:

@@ -7,6 +7,7 @@ Each message is answered at once (`Processing`); then, while the server "works" 
 import argparse
 import asyncio
 import errno
+import logging
 import os
 import signal
 import sys
@@ -22,13 +23,7 @@ DONE_DELAY_SECONDS = 1.0  # and then with `Done <message>`
 MAX_IN_FLIGHT = 64  # messages in processing per connection; beyond that the server reads no more until one is done
 
 clients: set[asyncio.StreamWriter] = set()  # every connection being served
-
-
-def log(line: str) -> None:
-    """Print one line of the server's output (in Docker, also to SERVER_LOG: see the block at the end)."""
-    print(line, flush=True)
-    if server_log:
-        server_log.write(line + "\n")
+log = logging.getLogger("server").info  # one line of the server's output (in Docker, also to SERVER_LOG: see the end)
 
 
 def printable(text: str) -> str:
@@ -42,15 +37,10 @@ IDLE_TIMEOUT_SECONDS = 300.0  # a client that sends no line (or reads no reply) 
 LINES_PER_TURN = 100  # lines read from one client before the others get their turn: a pouring one delays nobody
 
 
-def refuse(writer: asyncio.StreamWriter, reason: str) -> None:
-    log(f"Error from {writer.get_extra_info('peername')}: {reason}")
-    writer.write(f"{PREFIX}Error: {reason}\n".encode())
-
-
 async def messages(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
     """Each line the client sends, without its "\\n" (or "\\r\\n"), until it leaves or stays idle too long.
 
-    A line too long or not UTF-8 is answered with an error here, and the connection stays open."""
+    A line too long or not UTF-8 is answered `Error: ...` here, and the connection stays open."""
     peer, too_long, lines = writer.get_extra_info("peername"), False, 0
     while True:
         try:  # wait while the client reads none of our replies (TCP flow control), then for its next line
@@ -60,9 +50,7 @@ async def messages(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
             await reader.readexactly(e.consumed)
             too_long = True
             continue
-        except asyncio.IncompleteReadError as e:  # the client has gone, perhaps in the middle of a line
-            if e.partial:
-                log(f"Connection from {peer} ended mid-line ({len(e.partial)} bytes discarded)")
+        except asyncio.IncompleteReadError:  # the client has gone; a line it did not finish is dropped
             return
         except asyncio.TimeoutError:
             log(f"Closing idle connection: {peer} (nothing received for {IDLE_TIMEOUT_SECONDS:g} s)")
@@ -74,15 +62,15 @@ async def messages(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         if lines % LINES_PER_TURN == 0:
             await asyncio.sleep(0)  # let the other clients have their turn
         if too_long or len(line) > MAX_LINE_BYTES:
-            refuse(writer, "line too long")
-            too_long = False
-            continue
-        try:
-            message = line.decode("utf-8")
-        except UnicodeDecodeError:
-            refuse(writer, "invalid UTF-8")
-            continue
-        yield message
+            error, too_long = "line too long", False
+        else:
+            try:
+                yield line.decode("utf-8")
+                continue
+            except UnicodeDecodeError:
+                error = "invalid UTF-8"
+        log(f"Error from {peer}: {error}")  # answered here; the connection stays open
+        writer.write(f"{PREFIX}Error: {error}\n".encode())
 # ---- end of the line framing block ----
 
 
@@ -124,7 +112,7 @@ async def serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
             if len(working) >= MAX_IN_FLIGHT:  # read no more from this client until one is done
                 await asyncio.wait(working, return_when=asyncio.FIRST_COMPLETED)
         await asyncio.gather(*working)  # bye, or the client stopped sending: the upcalls still due, then close
-    except OSError:  # the client vanished (connection reset)
+    except (OSError, asyncio.CancelledError):  # the client vanished (connection reset), or the server stops
         pass
     finally:
         clients.discard(writer)
@@ -132,24 +120,15 @@ async def serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
         log(f"Connection closed: {peer}")
 
 
-def report_error(_loop: asyncio.AbstractEventLoop, context: dict) -> None:
-    """asyncio's own errors as one line, never a traceback; a client's task cancelled at stop is none."""
-    if not isinstance(context.get("exception"), asyncio.CancelledError):
-        log(f"Error: {context.get('exception') or context['message']}")
-
-
 async def serve(host: str, port: int) -> None:
     """Listen and serve every client until SIGTERM or Ctrl+C."""
-    asyncio.get_running_loop().set_exception_handler(report_error)
     server = await asyncio.start_server(serve_client, host, port, limit=MAX_LINE_BYTES + 1, backlog=1024)
     log(f"Upcall server listening on {host}:{port} (DNS: {DNS_NAME}:{port})")
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):  # docker stop, Ctrl+C: asyncio's documented way
         asyncio.get_running_loop().add_signal_handler(signum, stop.set)
     await stop.wait()
-    server.close()
-    for writer in list(clients):
-        writer.close()  # each client sees the server close, after what it was sent
+    server.close()  # asyncio.run() then cancels every client's task: each closes its connection
 
 
 def main() -> int:
@@ -164,14 +143,13 @@ def main() -> int:
     args = p.parse_args()
     if not 1 <= args.port <= 65535:
         p.error(f"--port must be 1-65535, not {args.port}")
-    if not 0 <= args.progress_delay <= args.done_delay:
-        p.error("need 0 <= --progress-delay <= --done-delay")
     PROGRESS_DELAY_SECONDS, DONE_DELAY_SECONDS = args.progress_delay, args.done_delay
     IDLE_TIMEOUT_SECONDS, MAX_CONNECTIONS = args.idle_timeout, args.max_connections
+    logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
     try:
         asyncio.run(serve(args.host, args.port))
     except OSError as e:
-        if e.errno == errno.EADDRINUSE and server_log:
+        if e.errno == errno.EADDRINUSE and SERVER_LOG:
             follow_running_server(args.port)
         if e.errno == errno.EADDRINUSE:
             print(f"error: port {args.port} on {args.host} is already in use: stop the other upcall server "
@@ -186,7 +164,8 @@ def main() -> int:
 # The image sets SERVER_LOG: the server appends each line it prints to that file, and a second servercall.py, finding
 # the port taken, becomes `tail -F` of that file instead of failing. Without SERVER_LOG none of this runs.
 SERVER_LOG = os.environ.get("SERVER_LOG")
-server_log = open(SERVER_LOG, "a", buffering=1, encoding="utf-8") if SERVER_LOG else None  # line-buffered
+if SERVER_LOG:  # log() appends each line there too
+    logging.getLogger("server").addHandler(logging.FileHandler(SERVER_LOG, encoding="utf-8"))
 
 
 def follow_running_server(port: int) -> None:
