@@ -90,7 +90,8 @@ def recording(tmp_path_factory):
         try:
             dump.wait_listening()
             on_a, on_b = room.exec_prefix("student-a"), room.exec_prefix("student-b")
-            login_a = ("--host", "lecturer", "--cafile", ca, "--username", a.id, "--password", a.password)
+            login_a = ("--host", "lecturer", "--port", str(classroom.MQTT_TLS_PORT), "--cafile", ca,
+                       "--username", a.id, "--password", a.password)
             sub = run_client(on_a, "mqtt", "sub.py", *login_a, "--topic", f"kelas/{a.id}/#", "--count", "2",
                              "--log", str(tmp / "sub.log"), keylog=keylog)
             sub.wait_for(r"Subscribed", timeout=CLIENT_TIMEOUT)
@@ -201,6 +202,71 @@ def test_wireshark_shows_the_decrypted_mqtt_under_xvfb(recording, tmp_path):
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(5)
+
+
+# ------------------------------------------------------------------ make analyze: the handshake and the lesson
+
+
+def analyze_cli(pcap: Path, out: Path) -> tuple[str, dict, str]:
+    """`python -m labkit.analyze` as `make analyze` runs it: its text, its JSON and its Markdown."""
+    done = subprocess.run([sys.executable, "-m", "labkit.analyze", str(pcap), "--out-dir", str(out), "--no-png"],
+                          cwd=REPO, env=python_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    stem = pcap.name.rsplit(".", 1)[0]
+    return (done.stdout, json.loads((out / f"{stem}.json").read_text(encoding="utf-8")),
+            (out / f"{stem}.md").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def analysed(recording, tmp_path_factory):
+    return analyze_cli(recording["pcap"], tmp_path_factory.mktemp("analysed"))
+
+
+def test_the_analyzer_flags_the_plaintext_login_and_never_shows_the_password(recording, analysed):
+    text, report, md = analysed
+    b = recording["b"]
+    frames = tshark(recording["pcap"], "tcp.port == 1883 && mqtt.passwd", "frame.number",
+                    env=no_settings_env(recording["tmp"]))
+    assert len(frames) == 1
+    flag = f"MQTT CONNECT in frame {frames[0][0]} carries user {b.id}'s password in clear"
+    assert flag in text and flag in md
+    found = report["capture"]["tls"]["credentials_in_clear"]
+    assert [(c["frame"], c["user"], c["protocol"]) for c in found] == [(int(frames[0][0]), b.id, "MQTT")]
+    for output in (text, md, json.dumps(report)):
+        assert b.password not in output and recording["a"].password not in output
+
+
+def test_the_analyzers_tls_handshakes_match_tshark(recording, analysed):
+    text, report, md = analysed
+    tls = report["capture"]["tls"]
+    env = no_settings_env(recording["tmp"])
+    hellos = {(r[0], r[1]): r[2] for r in tshark(recording["pcap"], "tls.handshake.type == 1", "ip.src",
+                                                   "tcp.srcport", "tls.handshake.extensions_server_name", env=env)}
+    servers = {(r[0], r[1]): (r[2], r[3]) for r in tshark(recording["pcap"], "tls.handshake.type == 2", "ip.dst",
+                                                          "tcp.dstport", "tls.handshake.ciphersuite",
+                                                          "tls.handshake.extensions.supported_version", env=env)}
+    seen = {(c["client"]["ip"], str(c["client"]["port"])): c for c in tls["connections"]}
+    assert seen.keys() == hellos.keys() == servers.keys() and len(seen) == 3
+    for key, c in seen.items():
+        assert c["server_name"] == hellos[key] == "lecturer"
+        cipher, version = servers[key]
+        assert c["cipher_suite"] == cipher and c["version"] == {"0x0304": "TLS 1.3", "0x0303": "TLS 1.2"}[version]
+        assert c["certificate_subject"] and c["certificate_issuer"] == "CN=Messaging Lab classroom CA, O=Messaging Lab"
+        assert c["server"]["port"] in (classroom.MQTT_TLS_PORT, classroom.REST_TLS_PORT)
+    assert tls["secrets_embedded"]["sessions"] == 3
+    assert "secrets: embedded in this file" in text and "## TLS" in md
+    line = next(x for x in text.splitlines() if f":{classroom.REST_TLS_PORT}  TLS" in x)
+    assert "TLS 1.3" in line and "server name lecturer" in line
+
+
+def test_without_its_secrets_the_analyzer_says_so_and_the_certificate_stays_encrypted(recording, tmp_path):
+    text, report, _md = analyze_cli(recording["without"], tmp_path)
+    tls = report["capture"]["tls"]
+    assert tls["secrets_embedded"] == {"key_log_lines": 0, "sessions": 0}
+    assert "secrets: none in this file" in text
+    for c in tls["connections"]:
+        assert c["certificate_subject"] is None and "encrypted (TLS 1.3)" in c["certificate_note"]
+        assert c["server_name"] == "lecturer"  # the SNI is in clear even so
 
 
 # ------------------------------------------------------------------ the recorder's command line

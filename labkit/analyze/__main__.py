@@ -14,7 +14,7 @@ from pathlib import Path
 
 from labkit.cli import LabError, run
 
-from . import report
+from . import report, tls
 from .analysis import analyze
 from .capture import CaptureError
 
@@ -84,8 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     spill_dir = out_dir if not args.no_files and out_dir.is_dir() and os.access(out_dir, os.W_OK) else None
     try:
         # bounded memory: past a lab-sized capture the full lists go to temporary files (spill.py)
+        credentials = tls.Credentials()  # sees every message, also those a big capture does not keep
         analysis = analyze(path, progress=bar if bar.enabled else None, stage=bar.stage if bar.enabled else None,
-                           keep_messages=False, spill_dir=spill_dir, all_text=args.all)
+                           keep_messages=False, spill_dir=spill_dir, all_text=args.all, on_message=credentials.message)
+        analysis.memo["credentials"] = credentials.found
     except CaptureError as e:
         raise LabError(str(e), code=2) from None
     finally:

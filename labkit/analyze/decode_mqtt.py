@@ -141,6 +141,8 @@ def _packet(data: bytes, b0: int, start: int, end: int, level: int) -> tuple[str
             f["will_qos"] = (flags >> 3) & 3
         if flags & 0x80:
             f["username"] = r.text()
+        if flags & 0x40:  # a password follows; never kept, only that it was sent (labkit.analyze.tls flags it)
+            f["password_sent"] = True
         version = {3: "3.1", 4: "3.1.1", 5: "5.0"}.get(level, str(level))
         client = f["client_id"] or "(empty)"
         return name, f, f"CONNECT client_id={client} (MQTT {version}, keepalive {f['keepalive']} s)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from . import tls
 from .analysis import Analysis, Conversation
 from .decode_lines import SERVER_INITIATED
 from .model import Message, short
@@ -213,6 +214,7 @@ def _text_head(a: Analysis) -> list[str]:
     if not a.conversation_count:
         out.append("  none recognised")
     out.append("")
+    out += tls.text_lines(a)
     out.append("ARP (who asks for whose MAC address, who answers)")
     for row in a.arp()[:MAX_LISTED_ARP]:
         out.append(f"  frame {row['frame']:>6} {row['time']:>11.6f} {row['op']:<8} {arp_text(row)}")
@@ -297,7 +299,7 @@ def _json_parts(a: Analysis) -> dict:
     return {
         "capture": {"file": str(cap.path), "format": cap.file_format, "link_types": cap.link_types,
                     "packets": cap.packets, "wire_bytes": cap.wire_bytes, "start_epoch": cap.first_epoch,
-                    "duration": cap.duration, "truncated": cap.truncated},
+                    "duration": cap.duration, "truncated": cap.truncated, "tls": tls.section(a)},
         "warnings": a.warnings,
         "hosts": [{"ip": h.ip, "role": h.kind, "roles": h.roles, "conversations": h.conversations} for h in a.hosts],
         "arp": a.arp(),
@@ -497,7 +499,8 @@ def markdown(a: Analysis, png_name: str | None = None, max_messages: int = MAX_L
                 for row in a.arp()[:MAX_LISTED_ARP]]
     else:
         out.append("None (on loopback there is no ARP).")
-    out += ["", "## The exchange", "", "```mermaid", mermaid(a).rstrip("\n"), "```", ""]
+    out += ["", *tls.markdown_lines(a)]
+    out += ["## The exchange", "", "```mermaid", mermaid(a).rstrip("\n"), "```", ""]
     if png_name:
         out += [f"![Ladder diagram]({png_name})", ""]
     out += ["## Messages", "", "| # | time (s) | frame | conv | from → to | TCP flags | message |",
