@@ -514,15 +514,16 @@ def _scan(buf, size: int, result: CaptureRead, table: _Table, progress) -> None:
             etype, verihl, total, ff, proto, key, seq, _ack, hlf = fast(buf, p)
             if etype == 0x0800 and verihl == 0x45 and proto == 6 and not ff & 0x3FFF and total:
                 d = get(key)
-                if d is None or (hlf & 0x12 == TCP_SYN and d.isn is not None and d.isn != seq):
+                if d is None or (hlf & 0x12 == 2 and d.isn is not None and d.isn != seq):  # 2: SYN without ACK
                     d = new(key, ts, n)
                 d.packets += 1
                 d.wire_bytes += wirelen
                 d.last_ns = ts
+                conn = d.conn
                 data = p + l2 + 20 + ((hlf >> 12) << 2)
                 ip_end = p + l2 + total
-                d.conn.log.append((n, ts, hlf & 0xFF, d.from_a, ip_end - data if ip_end > data else 0))
                 if ip_end > data:
+                    conn.log.append((n, ts, hlf & 0xFF, d.from_a, ip_end - data))
                     end = p + caplen
                     if ip_end > end:
                         result.snapped += 1
@@ -530,8 +531,10 @@ def _scan(buf, size: int, result: CaptureRead, table: _Table, progress) -> None:
                         d.segments.append((seq, buf[data:end], ts, n, ip_end - data))
                     else:
                         d.segments.append((seq, buf[data:ip_end], ts, n, ip_end - data))
-                if (hlf & 7 or d.conn.watch) and control(d, hlf & 0x3F, seq, ts, n, ip_end - data) and on_end:
-                    on_end(d.conn)
+                else:
+                    conn.log.append((n, ts, hlf & 0xFF, d.from_a, 0))
+                if (hlf & 7 or conn.watch) and control(d, hlf & 0x3F, seq, ts, n, ip_end - data) and on_end:
+                    on_end(conn)
                 continue
         general(ts, link, buf, p, caplen, wirelen, n)
     result.packets = n

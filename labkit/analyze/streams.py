@@ -53,6 +53,10 @@ def reassemble(d: Direction, t0_ns: int) -> Stream:
         return Stream()
     if d.isn is not None:
         base = (d.isn + 1) & 0xFFFFFFFF
+        if len(segs) == 1:  # the usual single request or answer of a short connection
+            seq, payload, ts, frame, wire_len = segs[0]
+            if seq == base and len(payload) == wire_len:
+                return Stream(payload, [wire_len], [(ts - t0_ns) / 1e9], [frame])
     else:  # no SYN in the capture: start at the lowest sequence number seen
         s0 = segs[0][0]
         low = 0
