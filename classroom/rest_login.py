@@ -13,8 +13,14 @@ import hashlib
 import hmac
 import json
 import os
+import ssl
 
+import gevent
 from server import app as calculator  # rest/server.py's Flask app, unchanged
+
+# A refused TLS handshake (a client with another CA, plain HTTP sent to the HTTPS port) is the client's mistake, and
+# the client says so: gevent's documented Hub.NOT_ERROR keeps the worker from printing a traceback for each one.
+gevent.get_hub().NOT_ERROR = (*gevent.get_hub().NOT_ERROR, ssl.SSLError, ConnectionError)
 
 #: Mosquitto's password file (mosquitto_passwd -U); relative to gunicorn's working folder unless absolute.
 PASSWORD_FILE = os.environ.get("CLASSROOM_PASSWORD_FILE", "passwd")

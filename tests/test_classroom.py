@@ -321,6 +321,10 @@ def test_wrong_ca_is_refused(room, accounts, tmp_path):
     room.broker.wait_for(r"alert unknown ca", timeout=10, start=mark)  # the client said why it hung up
     *_, web = curl(room, "student-a", "/add?a=2&b=3", "--cacert", str(other / "ca.crt"), "-u", f"{a.id}:{a.password}")
     assert web.returncode == 60 and "certificate" in web.stderr, web.stderr  # curl: peer certificate not trusted
+    plain = run_on(room, "student-a", "curl", "-sS", "--max-time", "10", f"http://lecturer:{HTTPS}/add?a=2&b=3")
+    assert plain.returncode != 0  # plain HTTP to the HTTPS port: no answer
+    time.sleep(0.5)
+    assert "Traceback" not in room.rest.output, room.rest.output[-2000:]  # the server does not print one per refusal
 
 
 @needs_netns
