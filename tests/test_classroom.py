@@ -387,6 +387,26 @@ def test_rest_over_https_needs_a_login(room, accounts):
         assert curl(room, "student-a", path, *login, "--path-as-is")[0] == "404"
 
 
+@needs_netns
+def test_the_labs_rest_client_logs_in_over_https(room, accounts, tmp_path):
+    a = accounts[STUDENT_A]
+    other = tmp_path / "other-ca"
+    subprocess.run([str(classroom.LAB_CA), str(other), LECTURER, "lecturer"], check=True, capture_output=True)
+
+    def client(password: str, ca: Path) -> subprocess.CompletedProcess:
+        return run_on(room, "student-a", sys.executable, str(REPO / "rest" / "client.py"), "--host", "lecturer",
+                      "--port", str(HTTPS), "--cafile", str(ca), "--username", a.id, "--password", password,
+                      "--op", "both", "-a", "2", "-b", "3")
+
+    ok = client(a.password, room.ca_file)
+    assert ok.returncode == 0 and ok.stdout.splitlines() == ["add(2.0,3.0) = 5.0", "mul(2.0,3.0) = 6.0"], ok.stderr
+    for done, says in ((client(a.password + "x", room.ca_file), "refused the login (HTTP 401)"),
+                       (client(a.password, other / "ca.crt"), "certificate verify failed")):
+        assert done.returncode == 1
+        lines = (done.stdout + done.stderr).strip().splitlines()
+        assert len(lines) == 1 and says in lines[0] and "Traceback" not in lines[0], lines
+
+
 # ---------------------------------------------------------------- limits: one student's flood does not starve the class
 
 
