@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import REST_READY
 
 from labkit import capture, classroom, compare, record
 from labkit.procs import REPO, Proc, free_port, python_env, script
@@ -267,6 +268,34 @@ def test_without_its_secrets_the_analyzer_says_so_and_the_certificate_stays_encr
     for c in tls["connections"]:
         assert c["certificate_subject"] is None and "encrypted (TLS 1.3)" in c["certificate_note"]
         assert c["server_name"] == "lecturer"  # the SNI is in clear even so
+
+
+def test_an_http_basic_login_in_clear_is_flagged_and_masked(tmp_path, spawn):
+    """The REST client's login sent to a plain-HTTP server: base64 is no encryption, and the report says so."""
+    need("tcpdump", "editcap")
+    port = free_port()
+    server = spawn.script("rest", "server.py", "--host", "127.0.0.1", "--port", str(port))
+    server.wait_for(REST_READY, timeout=30)
+    raw, pcap = tmp_path / "rest.pcap", tmp_path / "rest-login.pcapng"
+    dump = capture.Tcpdump("lo", raw, ["tcp", "port", str(port)])
+    try:
+        dump.wait_listening()
+        client = spawn.script("rest", "client.py", "--host", "127.0.0.1", "--port", str(port), "--username", "ani",
+                              "--password", "s3cret-in-clear", "--op", "add", "-a", "2", "-b", "3")
+        assert client.wait(CLIENT_TIMEOUT) == 0, "\n".join(client.lines)
+        time.sleep(capture.SETTLE_SECONDS)
+    finally:
+        dump.stop()
+    capture.write_pcapng(raw, pcap, ["test_tls_capture: a Basic login in clear"])
+    text, report, md = analyze_cli(pcap, tmp_path / "report")
+    frame = tshark(pcap, "http.authorization", "frame.number")[0][0]
+    flag = f"HTTP GET in frame {frame} carries user ani's password in clear"
+    assert flag in text and flag in md
+    for output in (text, md, json.dumps(report)):
+        assert "s3cret-in-clear" not in output
+        assert "YW5pOnMzY3JldC1pbi1jbGVhcg==" not in output  # nor its base64
+    request = next(m for m in report["messages"] if m["protocol"] == "HTTP" and m["kind"] == "request")
+    assert request["fields"]["headers"]["authorization"] == "Basic ********"
 
 
 # ------------------------------------------------------------------ the recorder's command line
