@@ -31,14 +31,13 @@ def printable(text: str) -> str:
 # ---- Line framing: this block is word for word the same in reqresp/server.py and upcall/servercall.py ----
 MAX_LINE_BYTES = 64 * 1024  # the longest message, in bytes of UTF-8 without "\n"; longer: `Error: line too long`
 IDLE_TIMEOUT_SECONDS = 300.0  # a client that sends no line (or reads no reply) this long: `Error: idle timeout`
-LINES_PER_TURN = 100  # lines read from one client before the others get their turn: a pouring one delays nobody
 
 
 async def messages(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
     """Each line the client sends, without its "\\n" (or "\\r\\n"), until it leaves or stays idle too long.
 
     A line too long or not UTF-8 is answered `Error: ...` here, and the connection stays open."""
-    peer, too_long, lines = writer.get_extra_info("peername"), False, 0
+    peer, too_long = writer.get_extra_info("peername"), False
     while True:
         try:  # wait while the client reads none of our replies (TCP flow control), then for its next line
             await asyncio.wait_for(writer.drain(), IDLE_TIMEOUT_SECONDS)
@@ -55,9 +54,7 @@ async def messages(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
             if writer.transport.get_write_buffer_size():  # it does not read what it is sent
                 writer.transport.abort()
             return
-        line, lines = line[:-1].removesuffix(b"\r"), lines + 1
-        if lines % LINES_PER_TURN == 0:
-            await asyncio.sleep(0)  # let the other clients have their turn
+        line = line[:-1].removesuffix(b"\r")
         if too_long or len(line) > MAX_LINE_BYTES:
             error, too_long = "line too long", False
         else:
@@ -123,11 +120,9 @@ def main() -> int:
     except OSError as e:
         if e.errno == errno.EADDRINUSE and SERVER_LOG:
             follow_running_server(args.port)
-        if e.errno == errno.EADDRINUSE:
-            print(f"error: port {args.port} on {args.host} is already in use: stop the other reqresp server "
-                  "(or choose another with --port)", file=sys.stderr)
-        else:
-            print(f"error: cannot start the server on {args.host}:{args.port}: {e}", file=sys.stderr)
+        why = (" is already in use: stop the other reqresp server (or choose another with --port)"
+               if e.errno == errno.EADDRINUSE else f": {e.strerror or e}")
+        print(f"error: port {args.port} on {args.host}{why}", file=sys.stderr)
         return 2
     return 0
 

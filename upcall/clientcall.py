@@ -19,19 +19,16 @@ PORT = 4141
 CONNECT_TIMEOUT_SECONDS = 10.0  # how long the client waits for the server to accept the connection
 REPLY_TIMEOUT_SECONDS = 10.0  # how long it waits for the reply to each message, and for the end after bye
 LOG_FILE = Path(__file__).resolve().with_name("client_log.txt")  # everything sent and received, every error
-REPLY_PREFIXES = ("Upcall event: Processing ", "Upcall event: Error:")  # what answers a message
+REPLY_PREFIXES = ("Upcall event: Processing ", "Upcall event: Error:")  # a reply; Progress and Done are upcalls
 BYE = "bye"  # sent to end the conversation; the server sends the events still in flight, then closes
 FIRST_PROMPT = "Enter message(s), comma-separated (bye to quit): "
 NEXT_PROMPT = "Enter another message(s), comma-separated (bye to quit): "
 
-log = logging.getLogger("clientcall")
-console = threading.Lock()  # one thread prints at a time
-prompt_shown = ""  # the prompt the user is answering right now, if any
+console, prompt_shown = threading.Lock(), ""  # one thread prints at a time; the prompt the user is at, if any
 
 
-def fail(reason: str):
-    """Stop the client: the reason as one line `error: ...` (logged as an ERROR too), exit status 1."""
-    log.error("%s", reason)
+def fail(reason: str):  # stop the client: the reason as one line `error: ...` (logged as an ERROR too), status 1
+    logging.error("%s", reason)
     sys.exit(f"error: {reason}")
 
 
@@ -48,19 +45,18 @@ def on_upcall(event: str) -> None:
 
 
 def read_events(sock: socket.socket, replies: queue.Queue, callback) -> None:
-    """The reader thread: every line from the server as it comes. The word after `Upcall event:` tells a reply
-    (Processing, or an Error) from the server's own calls (Progress, Done), which go to the callback."""
+    """The reader thread: each line from the server as it comes; a reply to main, the server's own calls to callback."""
     try:
         for raw in sock.makefile("rb"):
             line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-            log.info("Received: %s", line)
+            logging.info("Received: %s", line)
             if line.startswith(REPLY_PREFIXES):
                 replies.put(line)
             else:
                 callback(line)
     except OSError as e:
-        log.info("Connection ended: %s", e.strerror or e)
-    log.info("The server closed the connection")
+        logging.info("Connection ended: %s", e.strerror or e)
+    logging.info("The server closed the connection")
     replies.put(None)
 
 
@@ -70,28 +66,22 @@ def typed_lines():
     for prompt in itertools.chain([FIRST_PROMPT], itertools.repeat(NEXT_PROMPT)):
         with console:
             prompt_shown = prompt
-            sys.stdout.write(prompt)
-            sys.stdout.flush()
-        line = sys.stdin.readline()  # "" at the end of input (Ctrl+D)
-        prompt_shown = ""
+            print(prompt, end="", flush=True)
+        line, prompt_shown = sys.stdin.readline(), ""  # "" at the end of input (Ctrl+D)
         if not line:
             show("")  # end the prompt's line
             return
         yield line.removesuffix("\n")
 
 
-def main() -> int:
+def main() -> None:
     p = argparse.ArgumentParser(description="Upcall client: sends messages, prints the server's replies and calls.")
     p.add_argument("--host", default=HOST, help=f"server to connect to (default: {HOST})")
     p.add_argument("--port", type=int, default=PORT, help=f"server port (default: {PORT})")
-    p.add_argument("--messages", metavar="LIST", help="comma-separated messages to send first, e.g. "
-                   "'wanda,riri,bye'; without bye, the prompt follows")
+    p.add_argument("--messages", metavar="LIST", help="send these first, e.g. 'wanda,riri,bye' (without bye: a prompt)")
     p.add_argument("--log", default=str(LOG_FILE), metavar="PATH", help=f"log file (default: {LOG_FILE})")
-    p.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT_SECONDS, metavar="SECONDS")
     p.add_argument("--reply-timeout", type=float, default=REPLY_TIMEOUT_SECONDS, metavar="SECONDS")
     args = p.parse_args()
-    if not 1 <= args.port <= 65535:
-        p.error(f"--port must be 1-65535, not {args.port}")
     sys.stdin.reconfigure(errors="replace")
     try:
         logging.basicConfig(filename=args.log, encoding="utf-8", level=logging.INFO,
@@ -99,14 +89,13 @@ def main() -> int:
     except OSError as e:
         print(f"warning: cannot write {args.log}: {e.strerror or e}; not logging (choose another file with "
               "--log PATH)", file=sys.stderr)
-        log.addHandler(logging.NullHandler())
-
+        logging.getLogger().addHandler(logging.NullHandler())
     try:
-        sock = socket.create_connection((args.host, args.port), timeout=args.connect_timeout)
-    except OSError as e:
+        sock = socket.create_connection((args.host, args.port), timeout=CONNECT_TIMEOUT_SECONDS)
+    except (OSError, OverflowError) as e:  # OverflowError: a port beyond 65535
         hint = " (running without Docker? add --host 127.0.0.1)" if "-" in args.host else ""
         fail(f"cannot reach the upcall server at {args.host}:{args.port}: {e.strerror or e}{hint}")
-    log.info("Connected to %s:%s", args.host, args.port)
+    logging.info("Connected to %s:%s", args.host, args.port)
     sock.settimeout(None)  # the reader thread waits as long as it takes
     replies: queue.Queue[str | None] = queue.Queue()
     reader = threading.Thread(target=read_events, args=(sock, replies, on_upcall), daemon=True)
@@ -116,7 +105,7 @@ def main() -> int:
         for message in (piece.strip() for line in lines for piece in line.split(",") if piece.strip()):
             if message.lower() == BYE:
                 break
-            log.info("Sent: %s", message)
+            logging.info("Sent: %s", message)
             sock.sendall(f"{message}\n".encode())
             try:
                 reply = replies.get(timeout=args.reply_timeout)
@@ -125,15 +114,14 @@ def main() -> int:
             if reply is None:
                 fail("the upcall server closed the connection")
             show(f"Received upcall from server: {reply}")
-        log.info("Sent: %s", BYE)  # bye typed, or the end of input (which means the same)
+        logging.info("Sent: %s", BYE)  # bye typed, or the end of input (which means the same)
         sock.sendall(f"{BYE}\n".encode())
         reader.join(args.reply_timeout)  # the server sends what is still in flight, then closes
-        return 0
     except OSError as e:
         fail(f"lost the connection to the upcall server: {e.strerror or e}")
     finally:
         sock.close()
-        log.info("Connection closed")
+        logging.info("Connection closed")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ import sys
 
 HOST = "0.0.0.0"  # every interface, so that the client container can reach the server
 PORT = 4141
-DNS_NAME = "upcall-server"  # the compose service name: how the client container finds the server
 MAX_CONNECTIONS = 256  # clients served at once; one more is told `Error: server busy` and disconnected
 BYE = "bye"  # the message that ends a conversation: the server sends the events still due, then closes
 PREFIX = "Upcall event: "  # what every line the server sends starts with, errors too (request/response's: "")
@@ -34,14 +33,13 @@ def printable(text: str) -> str:
 # ---- Line framing: this block is word for word the same in reqresp/server.py and upcall/servercall.py ----
 MAX_LINE_BYTES = 64 * 1024  # the longest message, in bytes of UTF-8 without "\n"; longer: `Error: line too long`
 IDLE_TIMEOUT_SECONDS = 300.0  # a client that sends no line (or reads no reply) this long: `Error: idle timeout`
-LINES_PER_TURN = 100  # lines read from one client before the others get their turn: a pouring one delays nobody
 
 
 async def messages(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
     """Each line the client sends, without its "\\n" (or "\\r\\n"), until it leaves or stays idle too long.
 
     A line too long or not UTF-8 is answered `Error: ...` here, and the connection stays open."""
-    peer, too_long, lines = writer.get_extra_info("peername"), False, 0
+    peer, too_long = writer.get_extra_info("peername"), False
     while True:
         try:  # wait while the client reads none of our replies (TCP flow control), then for its next line
             await asyncio.wait_for(writer.drain(), IDLE_TIMEOUT_SECONDS)
@@ -58,9 +56,7 @@ async def messages(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
             if writer.transport.get_write_buffer_size():  # it does not read what it is sent
                 writer.transport.abort()
             return
-        line, lines = line[:-1].removesuffix(b"\r"), lines + 1
-        if lines % LINES_PER_TURN == 0:
-            await asyncio.sleep(0)  # let the other clients have their turn
+        line = line[:-1].removesuffix(b"\r")
         if too_long or len(line) > MAX_LINE_BYTES:
             error, too_long = "line too long", False
         else:
@@ -74,8 +70,7 @@ async def messages(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
 # ---- end of the line framing block ----
 
 
-def upcall(writer: asyncio.StreamWriter, event: str) -> None:
-    """The server calling the client, unasked."""
+def upcall(writer: asyncio.StreamWriter, event: str) -> None:  # the server calling the client, unasked
     if not writer.is_closing():
         log(f"Upcall to {writer.get_extra_info('peername')}: {printable(event)}")
         writer.write(f"{PREFIX}{event}\n".encode())
@@ -106,11 +101,9 @@ async def serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
             if message.strip().lower() == BYE:
                 break
             writer.write(f"{PREFIX}Processing {message}\n".encode())  # the reply, at once
-            task = asyncio.create_task(process(writer, message))
-            working.add(task)
-            task.add_done_callback(working.discard)
+            working.add(asyncio.create_task(process(writer, message)))
             if len(working) >= MAX_IN_FLIGHT:  # read no more from this client until one is done
-                await asyncio.wait(working, return_when=asyncio.FIRST_COMPLETED)
+                _, working = await asyncio.wait(working, return_when=asyncio.FIRST_COMPLETED)
         await asyncio.gather(*working)  # bye, or the client stopped sending: the upcalls still due, then close
     except (OSError, asyncio.CancelledError):  # the client vanished (connection reset), or the server stops
         pass
@@ -123,7 +116,7 @@ async def serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
 async def serve(host: str, port: int) -> None:
     """Listen and serve every client until SIGTERM or Ctrl+C."""
     server = await asyncio.start_server(serve_client, host, port, limit=MAX_LINE_BYTES + 1, backlog=1024)
-    log(f"Upcall server listening on {host}:{port} (DNS: {DNS_NAME}:{port})")
+    log(f"Upcall server listening on {host}:{port} (DNS: upcall-server:{port})")  # the compose service name
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):  # docker stop, Ctrl+C: asyncio's documented way
         asyncio.get_running_loop().add_signal_handler(signum, stop.set)
@@ -151,11 +144,9 @@ def main() -> int:
     except OSError as e:
         if e.errno == errno.EADDRINUSE and SERVER_LOG:
             follow_running_server(args.port)
-        if e.errno == errno.EADDRINUSE:
-            print(f"error: port {args.port} on {args.host} is already in use: stop the other upcall server "
-                  "(or choose another with --port)", file=sys.stderr)
-        else:
-            print(f"error: cannot start the server on {args.host}:{args.port}: {e}", file=sys.stderr)
+        why = (" is already in use: stop the other upcall server (or choose another with --port)"
+               if e.errno == errno.EADDRINUSE else f": {e.strerror or e}")
+        print(f"error: port {args.port} on {args.host}{why}", file=sys.stderr)
         return 2
     return 0
 
