@@ -143,6 +143,22 @@ def test_tls_recording_decrypts_in_tshark_given_only_the_file(recording):
     assert [r[0] for r in responses] == ["200"]
 
 
+def test_the_labs_wireshark_profile_decodes_it_too(recording, tmp_path):
+    """`make wireshark-<proto>` opens captures with the lab's profile: its Decode As entries (1883 as MQTT, ...)
+    leave 8883 and 443 to TLS, so the decrypted MQTT and HTTP show there as well."""
+    env = no_settings_env(tmp_path)
+    profile = Path(env["XDG_CONFIG_HOME"]) / "wireshark" / "profiles" / capture.PROFILE_NAME
+    shutil.copytree(capture.PROFILE_DIR, profile)
+    options = ("-C", capture.PROFILE_NAME)
+    publishes = tshark(recording["pcap"], "tcp.port == 8883 && mqtt.msgtype == 3", "mqtt.topic", env=env,
+                       options=options)
+    assert len(publishes) == 4
+    assert len(tshark(recording["pcap"], "tcp.port == 443 && http.request", "http.request.uri", env=env,
+                      options=options)) == 1
+    assert tshark(recording["pcap"], "tcp.port == 1883 && mqtt.msgtype == 3", "mqtt.topic", env=env,
+                  options=options) == [[f"kelas/{recording['b'].id}/x"]]
+
+
 def test_without_the_secrets_tshark_sees_only_tls(recording):
     env = no_settings_env(recording["tmp"])
     assert tshark(recording["without"], "tcp.port == 8883 && mqtt", "frame.number", env=env) == []
