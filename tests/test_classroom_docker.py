@@ -297,3 +297,19 @@ def test_a_late_student_joins_after_accounts_and_reload(room):
         pytest.fail(f"the late student is still refused after reload: mqtt ok={ok}, rest {web[:2]}")
     a = after[STUDENT_A]
     assert host_pub(room, a, "-t", f"kelas/{a.id}/x", "-m", "still in").returncode == 0
+
+
+def test_the_labs_own_clients_in_the_student_containers(room):
+    """mqtt/sub.py and pub.py (mounted from the checkout) with --cafile, --username and --password."""
+    a, b = room.accounts()[STUDENT_A], room.accounts()[STUDENT_B]
+    tls = ["--host", "lecturer", "--port", "8883", "--cafile", "/classroom/ca.crt"]
+    sub = Proc([*room.compose, "exec", "-T", "student-b", "python", "sub.py", *tls, "--username", b.id, "--password",
+                b.password, "--topic", "kelas/#", "--count", "1", "--log", "/tmp/mqtt_messages.log"],
+               cwd=room.root, env=room.env, label="sub.py")
+    room.procs.append(sub)
+    sub.wait_for(r"^Subscribed to: kelas/#$", timeout=60)
+    pub = room.run("exec", "-T", "student-a", "python", "pub.py", *tls, "--username", a.id, "--password", a.password,
+                   "--topic", f"kelas/{a.id}/suhu", "--message", "27.4 °C", "--qos", "1", "--count", "1")
+    assert pub.returncode == 0, pub.stdout + pub.stderr
+    assert sub.wait(30) == 0, sub.output
+    assert f"Received message: 27.4 °C (Topic: kelas/{a.id}/suhu)" in sub.lines
