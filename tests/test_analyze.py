@@ -870,6 +870,28 @@ def test_a_short_connection_capture_keeps_the_api_complete_and_the_command_spill
     assert f"... {len(a.messages) - 1000} more messages: see the JSON file, or use --all" in text
 
 
+def test_a_password_in_clear_is_masked_also_in_the_json_of_a_capture_too_big_to_keep(tmp_path):
+    """on_message sees each message before it is written out: what it masks, the spilled JSON does not show."""
+    import base64
+
+    secret = base64.b64encode(b"student:hunter2").decode()
+    pcap = tmp_path / "basic.pcap"
+    with CaptureWriter(pcap) as out:
+        t = 0.0
+        for i in range(2600):  # 5,200 messages: past the limit, the JSON's messages go through a file
+            flow = TcpFlow(out, ("10.0.0.1", 20000 + i), ("10.0.0.2", 5151))
+            t = flow.handshake(t)
+            t = flow.data(t, True, http_request("GET", f"/add?a={i}&b=1", "10.0.0.2:5151",
+                                                extra=f"Authorization: Basic {secret}\r\n"))
+            t = flow.data(t, False, http_response(200, "OK", b'{"result": 1.0}', "application/json"))
+            t = flow.close(t + 0.001)
+    report, text = analyzed(pcap, tmp_path)
+    assert len(report["messages"]) == 5200
+    written = (tmp_path / "report" / "basic.json").read_text() + text + (tmp_path / "report" / "basic.md").read_text()
+    assert secret not in written and "hunter2" not in written
+    assert report["messages"][-2]["fields"]["headers"]["authorization"] == "Basic ********"
+
+
 # --- progress and the benchmark -----------------------------------------------------------------------------
 
 def test_progress_bar_only_with_the_flag_or_a_terminal(tmp_path):

@@ -303,7 +303,8 @@ def analyze(path, progress: Callable[[int, int], None] | None = None,
       JSON's full lists (and, with `all_text`, the text lines of every message) are written to
       temporary files in `spill_dir` as they come; report.write_json and report.write_text put
       them back in place. Below that size the analysis is complete, as with keep_messages=True.
-    - `on_message(message)` is called for every message, numbered, in capture order (either mode).
+    - `on_message(message)` is called for every message, numbered, in capture order (either mode),
+      before it is kept or written out: what it changes in the message is what the reports show.
 
     `progress(done, total)` is told how far reading has got; `stage(name, total)` is called once
     reading is done and the connections still open are decoded.
@@ -569,9 +570,9 @@ class Builder:
             self._latency(m.pair_label, m.latency)
         if m.source is not None:
             self._latency("MQTT PUBLISH -> broker -> subscriber", m.time - m.source.time)
-        self.sink.message(m)
-        if self.on_message is not None:
+        if self.on_message is not None:  # first: it may amend the message (tls.Credentials masks a password)
             self.on_message(m)
+        self.sink.message(m)
 
     def _latency(self, what: str, value: float) -> None:
         values = self.latency.get(what)
