@@ -23,8 +23,7 @@ from labkit import classroom, cli, netns
 from labkit.procs import REPO, Proc, python_env
 
 IS_ROOT = os.geteuid() == 0
-NETNS_REASON = netns.unavailable_reason() if IS_ROOT else "network namespaces need root"
-needs_netns = pytest.mark.skipif(NETNS_REASON is not None, reason=f"classroom in namespaces skipped: {NETNS_REASON}")
+needs_netns = pytest.mark.usefixtures("namespaces")
 
 STUDENT_A, STUDENT_B = "2301001", "2301002"
 ROSTER = f"student id,name\n{STUDENT_A},Ani Lestari\n{STUDENT_B},Budi Santoso\n2301003,Citra Dewi\n"
@@ -206,9 +205,15 @@ def test_make_classroom_netns_runs_until_ctrl_c_and_leaves_nothing(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def room(prepared):
-    if NETNS_REASON is not None:
-        pytest.skip(f"classroom in namespaces skipped: {NETNS_REASON}")
+def namespaces():
+    """Skips, with one line saying why, where network namespaces cannot be made (no root, no `ip netns`)."""
+    reason = netns.unavailable_reason() if IS_ROOT else "network namespaces need root"
+    if reason is not None:
+        pytest.skip(f"classroom in namespaces skipped: {reason}")
+
+
+@pytest.fixture(scope="module")
+def room(namespaces, prepared):  # noqa: ARG001 - namespaces: the skip
     with classroom.NetnsClassroom(prepared) as running:
         yield running
     assert not running.net.leftovers(), "namespaces left behind"
