@@ -15,6 +15,8 @@ import binascii
 import shutil
 import struct
 import subprocess
+import tempfile
+import threading
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +26,8 @@ SECTION_HEADER_BLOCK = 0x0A0D0D0A
 DECRYPTION_SECRETS_BLOCK = 0x0000000A
 PACKET_BLOCKS = (0x2, 0x3, 0x6)  # packet, simple packet, enhanced packet: the secrets come before them
 TLS_KEY_LOG = 0x544C534B  # "TLSK"
-#: Seconds tshark may take to read a capture for the certificates.
-TSHARK_TIMEOUT = 60.0
+#: Seconds tshark may take to read a capture for the certificates (it dissects every packet).
+TSHARK_TIMEOUT = 300.0
 #: What stands for a password in every report: never its value, nor its length.
 MASK = "********"
 
@@ -235,52 +237,66 @@ ADDRESS_FIELDS = ("ip.src", "ip.dst", "ipv6.src", "ipv6.dst", "tcp.srcport", "tc
 
 
 def tshark_view(path: Path) -> TsharkView:
-    """Certificates (subject, issuer of the first, the server's) and cipher names, as tshark decodes them."""
+    """Certificates (subject, issuer of the first, the server's) and cipher names, as tshark decodes them.
+
+    tshark's PDML is read as it comes (a capture with many TLS connections is not held in memory at once).
+    """
     view = TsharkView()
     exe = shutil.which("tshark")
     if exe is None:
         view.error = "tshark is not installed (`sudo apt-get install tshark`): no certificate subject or issuer"
         return view
-    try:
-        done = subprocess.run([exe, "-n", "-r", str(path), "-Y", "tls.handshake.type == 2 || tls.handshake.type == 11",
-                               "-T", "pdml"], capture_output=True, timeout=TSHARK_TIMEOUT)
-    except OSError as e:
-        view.error = f"tshark could not run: {e.strerror or e}"
-        return view
-    except subprocess.TimeoutExpired:
-        view.error = f"tshark took more than {TSHARK_TIMEOUT:g} s: no certificate subject or issuer"
-        return view
-    if done.returncode != 0:
-        lines = [ln for ln in done.stderr.decode(errors="replace").splitlines() if "Running as user" not in ln]
-        view.error = f"tshark could not read the file: {lines[-1] if lines else 'no reason given'}"
-        return view
-    try:
-        root = ET.fromstring(done.stdout)
-    except ET.ParseError as e:
-        view.error = f"tshark's output could not be read: {e}"
-        return view
-    for packet in root.iter("packet"):
-        fields = {}
-        for f in packet.iter("field"):
-            name = f.get("name")
-            if name in ADDRESS_FIELDS and name not in fields:
-                fields[name] = f.get("show")
-        src = fields.get("ip.src") or fields.get("ipv6.src")
-        dst = fields.get("ip.dst") or fields.get("ipv6.dst")
-        key = (src, int(fields.get("tcp.srcport", 0)), dst, int(fields.get("tcp.dstport", 0)))
-        for f in packet.iter("field"):
-            if f.get("name") == "tls.handshake.ciphersuite" and key not in view.ciphers:
-                shown = f.get("showname", "")
-                view.ciphers[key] = shown.split(": ", 1)[-1].rsplit(" (", 1)[0]
-            if f.get("name") == "tls.handshake.certificate" and key not in view.certificates:
-                subject = issuer = None
-                for g in f.iter("field"):
-                    if g.get("name") == "x509af.subject" and subject is None:
-                        subject = _rdn(g)
-                    elif g.get("name") == "x509af.issuer" and issuer is None:
-                        issuer = _rdn(g)
-                view.certificates[key] = (subject, issuer)
+    argv = [exe, "-n", "-r", str(path), "-Y", "tls.handshake.type == 2 || tls.handshake.type == 11", "-T", "pdml"]
+    with tempfile.TemporaryFile() as err:
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
+        except OSError as e:
+            view.error = f"tshark could not run: {e.strerror or e}"
+            return view
+        timer = threading.Timer(TSHARK_TIMEOUT, proc.kill)
+        timer.start()
+        try:
+            for _event, element in ET.iterparse(proc.stdout):
+                if element.tag == "packet":
+                    _read_packet(element, view)
+                    element.clear()
+        except ET.ParseError as e:
+            view.error = f"tshark's output could not be read: {e}"
+        finally:
+            proc.stdout.close()
+            code = proc.wait()
+            late = not timer.is_alive()
+            timer.cancel()
+        if late:
+            view.error = f"tshark took more than {TSHARK_TIMEOUT:g} s: no certificate subject or issuer"
+        elif code != 0:
+            err.seek(0)
+            lines = [ln for ln in err.read().decode(errors="replace").splitlines() if "Running as user" not in ln]
+            view.error = f"tshark could not read the file: {lines[-1] if lines else 'no reason given'}"
     return view
+
+
+def _read_packet(packet, view: TsharkView) -> None:
+    fields = {}
+    for f in packet.iter("field"):
+        name = f.get("name")
+        if name in ADDRESS_FIELDS and name not in fields:
+            fields[name] = f.get("show")
+    src = fields.get("ip.src") or fields.get("ipv6.src")
+    dst = fields.get("ip.dst") or fields.get("ipv6.dst")
+    key = (src, int(fields.get("tcp.srcport", 0)), dst, int(fields.get("tcp.dstport", 0)))
+    for f in packet.iter("field"):
+        if f.get("name") == "tls.handshake.ciphersuite" and key not in view.ciphers:
+            shown = f.get("showname", "")
+            view.ciphers[key] = shown.split(": ", 1)[-1].rsplit(" (", 1)[0]
+        if f.get("name") == "tls.handshake.certificate" and key not in view.certificates:
+            subject = issuer = None
+            for g in f.iter("field"):
+                if g.get("name") == "x509af.subject" and subject is None:
+                    subject = _rdn(g)
+                elif g.get("name") == "x509af.issuer" and issuer is None:
+                    issuer = _rdn(g)
+            view.certificates[key] = (subject, issuer)
 
 
 # ------------------------------------------------------------------ passwords in clear
