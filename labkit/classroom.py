@@ -105,10 +105,15 @@ def read_roster(path: Path) -> list[tuple[str, str]]:
 
 
 def read_accounts(path: Path) -> dict[str, Account]:
+    """accounts.csv as written by update_accounts(); {} when there is none yet."""
     if not path.is_file():
         return {}
-    with path.open(encoding="utf-8", newline="") as f:
-        return {row["id"]: Account(row["id"], row["name"], row["password"]) for row in csv.DictReader(f)}
+    try:
+        with path.open(encoding="utf-8", newline="") as f:
+            return {row["id"]: Account(row["id"], row["name"], row["password"]) for row in csv.DictReader(f)}
+    except (KeyError, TypeError, csv.Error, UnicodeDecodeError) as e:
+        raise cli.LabError(f"{path} is damaged ({type(e).__name__}: {e}): restore it, or remove it to make "
+                           "new accounts (every password changes)") from None
 
 
 def new_password() -> str:

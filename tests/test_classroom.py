@@ -76,6 +76,18 @@ def test_bad_roster_is_refused_naming_the_line(tmp_path, text, line, says):
     assert not (tmp_path / "room" / "accounts.csv").exists()
 
 
+def test_roster_not_in_utf8_and_damaged_accounts_are_one_line(tmp_path):
+    roster = tmp_path / "roster.csv"
+    roster.write_bytes("2301001,Ani\n2301002,J\u00fcrgen\n".encode("cp1252"))
+    with pytest.raises(cli.LabError, match=rf"cannot read roster {re.escape(str(roster))}: 'utf-8' codec"):
+        classroom.read_roster(roster)
+    accounts = tmp_path / "accounts.csv"
+    accounts.write_text("who,what\nx,y\n", encoding="utf-8")
+    with pytest.raises(cli.LabError, match="accounts.csv is damaged"):
+        classroom.update_accounts([("2301001", "Ani")], accounts)
+    assert accounts.read_text(encoding="utf-8") == "who,what\nx,y\n"  # left as it was
+
+
 def test_regenerating_keeps_handed_out_passwords_unless_rotated(tmp_path):
     accounts = tmp_path / "accounts.csv"
     students = classroom.read_roster(write_roster(tmp_path))
