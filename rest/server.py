@@ -110,7 +110,8 @@ if __name__ == "__main__":
         os.chdir(app.root_path)  # this folder: gunicorn reads ./gunicorn.conf.py
         from gunicorn.app.wsgiapp import run
         host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address goes in brackets
-        sys.argv = ["gunicorn", "--bind", f"{host}:{args.port}"]
+        # --preload: this script is the app, imported once here; each worker is ready as soon as it is forked
+        sys.argv = ["gunicorn", "--preload", "--bind", f"{host}:{args.port}"]
         run()
     except KeyboardInterrupt:  # Ctrl+C before gunicorn has set its own handlers, or while following
         pass

@@ -51,5 +51,6 @@ def when_ready(server):
 
 
 def post_worker_init(worker):  # noqa: ARG001 - gunicorn's hook signature
-    """Hook: Ctrl+C in a terminal reaches the workers too, but it is the master's to handle: it stops them."""
+    """Hook: Ctrl+C in a terminal reaches the workers too, but the master stops them (SIGQUIT); a gevent worker
+    that got both signals would print a traceback as it left."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
