@@ -21,8 +21,7 @@ REPLY_TIMEOUT_SECONDS = 10.0  # how long it waits for the reply to each message,
 LOG_FILE = Path(__file__).resolve().with_name("client_log.txt")  # everything sent and received, every error
 REPLY_PREFIXES = ("Upcall event: Processing ", "Upcall event: Error:")  # a reply; Progress and Done are upcalls
 BYE = "bye"  # sent to end the conversation; the server sends the events still in flight, then closes
-FIRST_PROMPT = "Enter message(s), comma-separated (bye to quit): "
-NEXT_PROMPT = "Enter another message(s), comma-separated (bye to quit): "
+PROMPT = "Enter {}message(s), comma-separated (bye to quit): "  # first "", then "another "
 
 console, prompt_shown = threading.Lock(), ""  # one thread prints at a time; the prompt the user is at, if any
 
@@ -63,7 +62,7 @@ def read_events(sock: socket.socket, replies: queue.Queue, callback) -> None:
 def typed_lines():
     """The lines the user types at the prompt, until end of input (Ctrl+D)."""
     global prompt_shown
-    for prompt in itertools.chain([FIRST_PROMPT], itertools.repeat(NEXT_PROMPT)):
+    for prompt in (PROMPT.format(word) for word in itertools.chain([""], itertools.repeat("another "))):
         with console:
             prompt_shown = prompt
             print(prompt, end="", flush=True)

@@ -57,6 +57,7 @@ async def messages(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
                 writer.transport.abort()
             return
         line = line[:-1].removesuffix(b"\r")
+        await asyncio.sleep(0)  # let the other clients have their turn: one pouring lines delays nobody
         if too_long or len(line) > MAX_LINE_BYTES:
             error, too_long = "line too long", False
         else:
