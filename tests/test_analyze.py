@@ -831,8 +831,9 @@ def test_streamed_and_spilled_analysis_writes_the_same_reports_as_the_complete_o
     assert expected[0].startswith(b'{\n  "capture"') == (complete.message_count <= 5000)
 
     small_limits(messages=200, conversations=40)
-    seen = []
-    spilled = analyze(pcap, keep_messages=False, spill_dir=tmp_path, all_text=True, on_message=seen.append)
+    seen, conversations = [], {}
+    spilled = analyze(pcap, keep_messages=False, spill_dir=tmp_path, all_text=True, on_message=seen.append,
+                      on_conversation=lambda c: conversations.setdefault(c.index, (c.protocol, c.payload_bytes)))
     assert not spilled.complete
     # what the text lists (and the pictures draw), no more
     assert len(spilled.messages) == 120 and 7 <= len(spilled.conversations) < 20
@@ -840,6 +841,9 @@ def test_streamed_and_spilled_analysis_writes_the_same_reports_as_the_complete_o
     assert spilled.message_count == complete.message_count and [m.number for m in seen] == \
         list(range(1, complete.message_count + 1))
     assert reports(spilled) == expected
+    # every conversation went past on_conversation once, with its streams, before they were let go
+    assert conversations == {c.index: (c.protocol, c.payload_bytes) for c in (*complete.conversations,
+                                                                             *complete.unrecognised)}
     assert list(tmp_path.iterdir()) == [pcap]  # the spill files are anonymous: nothing left behind
 
     small_limits(messages=10**9, conversations=10**9)  # decoded while reading, nothing spilled

@@ -13,7 +13,9 @@ The API, for tools built on it (labkit.compare, the assignment checks):
   `totals()`, `latency_stats()`. A file that is not a capture raises `CaptureError`.
 - The file is read as a stream either way: a connection is decoded once it has ended, and its
   messages are handed on in capture order. `analyze(path, on_message=f)` calls `f(message)` for
-  every message as it is numbered, e.g. to look at each one without keeping them.
+  every message as it is numbered, before it is kept or written out (what `f` masks stays
+  masked), e.g. to look at each one without keeping them; `on_conversation=g` calls
+  `g(conversation)` for every TCP conversation, recognised or not, with its reassembled streams.
 - `analyze(path, keep_messages=False)` (what `python -m labkit.analyze` uses) keeps memory
   bounded on any capture: past a lab-sized one (5,000 messages or conversations) only what the
   text report lists stays in `messages` and `conversations` (`message_count` and

@@ -287,7 +287,7 @@ def _orient(conn: Connection, ab: Stream, ba: Stream) -> bool:
 def analyze(path, progress: Callable[[int, int], None] | None = None,
             stage: Callable[[str, int], None] | None = None, *, keep_messages: bool = True,
             on_message: Callable[[Message], None] | None = None, spill_dir=None,
-            all_text: bool = False) -> Analysis:
+            all_text: bool = False, on_conversation: Callable[[Conversation], None] | None = None) -> Analysis:
     """Read and analyse one capture file (raises capture.CaptureError if it is not one).
 
     The file is read once, as a stream: each TCP connection is decoded when it has ended (and a
@@ -305,6 +305,9 @@ def analyze(path, progress: Callable[[int, int], None] | None = None,
       them back in place. Below that size the analysis is complete, as with keep_messages=True.
     - `on_message(message)` is called for every message, numbered, in capture order (either mode),
       before it is kept or written out: what it changes in the message is what the reports show.
+    - `on_conversation(conversation)` is called for every TCP conversation once it is decoded,
+      recognised (`protocol` set, `messages` decoded) or not (`protocol` None), with its streams
+      (`cs.data`, `sc.data`), before a spilling analysis lets go of them.
 
     `progress(done, total)` is told how far reading has got; `stage(name, total)` is called once
     reading is done and the connections still open are decoded.
@@ -318,7 +321,7 @@ def analyze(path, progress: Callable[[int, int], None] | None = None,
             from .spill import Spill
 
             sink = Spill(spill_dir, all_text)
-        builder = Builder(sink, on_message)
+        builder = Builder(sink, on_message, on_conversation)
         cap = read_capture(path, progress, on_end=builder.ended, on_table=builder.attach)
         if stage is not None:
             stage("decoding", len(cap.connections))
@@ -452,9 +455,11 @@ class Builder:
     data until it ends, so its length, not the file's, bounds the memory.
     """
 
-    def __init__(self, sink: Collector, on_message: Callable[[Message], None] | None = None):
+    def __init__(self, sink: Collector, on_message: Callable[[Message], None] | None = None,
+                 on_conversation: Callable[[Conversation], None] | None = None):
         self.sink = sink
         self.on_message = on_message
+        self.on_conversation = on_conversation
         self.table = None
         self.ended_conns: dict = {}  # index -> Connection that has ended, in the order they ended
         self.heap: list = []  # (time, frame, connection, offset, tie, message) decoded, not yet handed on
@@ -491,7 +496,7 @@ class Builder:
         conv.protocol, conv.detected_by = detect(conv.cs.data, conv.sc.data, conv.server[1])
         if conv.protocol is None:
             if not self._may_be_mqtt(conv):
-                self.sink.not_recognised(conv)
+                self._not_recognised(conv)
             return
         self._recognised(conv)
         if conv.protocol == "MQTT" and conv.server not in self.brokers:
@@ -499,6 +504,11 @@ class Builder:
             for held in [h for h in self.held.values() if h.conn.a == conv.server or h.conn.b == conv.server]:
                 del self.held[held.index]
                 self._as_mqtt(held)
+
+    def _not_recognised(self, conv: Conversation) -> None:
+        if self.on_conversation is not None:
+            self.on_conversation(conv)
+        self.sink.not_recognised(conv)
 
     def _may_be_mqtt(self, conv: Conversation) -> bool:
         """A connection to a broker known from another connection, carrying well-formed MQTT, is MQTT too (a
@@ -529,6 +539,8 @@ class Builder:
         for m in msgs:
             self.tie += 1
             push(heap, (m.time, m.frame, m.conversation, m._offset, self.tie, m))
+        if self.on_conversation is not None:
+            self.on_conversation(conv)
         self.sink.conversation(conv)
 
     def hand_on(self, now_ns: int | None) -> None:
@@ -587,7 +599,7 @@ class Builder:
             self.decode(conn)
         self.ended_conns.clear()
         for conv in sorted(self.held.values(), key=attrgetter("index")):
-            self.sink.not_recognised(conv)
+            self._not_recognised(conv)
         self.held.clear()
         self.hand_on(None)
         sink = self.sink
