@@ -290,12 +290,17 @@ def cards(folder: Path, student: str | None = None) -> str:
     if student is not None and student not in accounts:
         raise cli.LabError(f"no account {student!r} in {folder / 'accounts.csv'}")
     host = host_file.read_text(encoding="utf-8").strip()
-    plaintext = (folder / "plaintext").read_text(encoding="utf-8").strip() != "0" \
-        if (folder / "plaintext").is_file() else True
+    plaintext = _plaintext(folder)
     chosen = [accounts[student]] if student else [a for a in accounts.values() if a.id != LECTURER]
     ca = folder / "pki" / "ca.crt"
     return "\n\n".join(card(a, host, ca.relative_to(REPO) if ca.is_relative_to(REPO) else ca, plaintext)
                        for a in chosen)
+
+
+def _plaintext(folder: Path) -> bool:
+    """Whether the broker folder was made with the plaintext lesson listener (prepare's `plaintext`)."""
+    marker = folder / "plaintext"
+    return not marker.is_file() or marker.read_text(encoding="utf-8").strip() != "0"
 
 
 # ---------------------------------------------------------------- the namespace runtime
@@ -459,9 +464,10 @@ def main() -> int:
         from labkit.demo import echo
 
         with NetnsClassroom(folder, echo=echo) as room:
-            print(f"classroom: lecturer {room.address} (MQTT {MQTT_TLS_PORT} TLS, {MQTT_PLAIN_PORT} plaintext lesson, "
-                  f"HTTPS {REST_TLS_PORT}); students: ip netns exec {room.net.host('student-a').netns} bash; "
-                  "Ctrl+C stops", flush=True)
+            lesson = f", {MQTT_PLAIN_PORT} plaintext lesson" if _plaintext(folder) else ""
+            # Through echo, which holds the lock the servers' lines are printed under: one line, never two mixed.
+            echo("classroom", f"lecturer {room.address} (MQTT {MQTT_TLS_PORT} TLS{lesson}, HTTPS {REST_TLS_PORT}); "
+                              f"students: ip netns exec {room.net.host('student-a').netns} bash; Ctrl+C stops")
             room.broker.popen.wait()
     return 0
 

@@ -192,18 +192,24 @@ def test_make_classroom_without_host_is_a_usage_line(tmp_path):
 
 
 @needs_netns
-def test_make_classroom_netns_runs_until_ctrl_c_and_leaves_nothing(tmp_path):
+def test_make_classroom_netns_without_the_lesson_runs_until_ctrl_c_and_leaves_nothing(tmp_path):
     folder = tmp_path / "generated"
-    make = Proc(["make", "-s", "classroom", "RUNTIME=netns", f"CLASSROOM_DIR={folder}",
+    make = Proc(["make", "-s", "classroom", "RUNTIME=netns", "PLAINTEXT=0", f"CLASSROOM_DIR={folder}",
                  f"ROSTER={write_roster(tmp_path)}", f"CLASSROOM_PY={sys.executable}"], cwd=REPO, label="make")
     try:
-        ready = make.wait_for(r"^classroom: lecturer .* students: ip netns exec (\S+) bash", timeout=90)
+        ready = make.wait_for(r"^\[ *classroom\] lecturer \S+ \(MQTT 8883 TLS, HTTPS 443\); "
+                              r"students: ip netns exec (\S+) bash", timeout=90)
         student_a = ready.group(1)
         a = classroom.read_accounts(folder / "accounts.csv")[STUDENT_A]
         done = subprocess.run(["ip", "netns", "exec", student_a, "mosquitto_pub", "-h", "lecturer", "-p", str(TLS),
                                "--cafile", str(folder / "pki" / "ca.crt"), "-u", a.id, "-P", a.password,
                                "-t", f"kelas/{a.id}/x", "-m", "hi"], capture_output=True, text=True, timeout=30)
         assert done.returncode == 0, done.stderr
+        lesson = subprocess.run(["ip", "netns", "exec", student_a, "mosquitto_pub", "-h", "lecturer", "-p", str(PLAIN),
+                                 "-u", a.id, "-P", a.password, "-t", f"kelas/{a.id}/x", "-m", "hi"],
+                                capture_output=True, text=True, timeout=30)
+        assert lesson.returncode != 0 and "Connection refused" in lesson.stderr, lesson.stderr  # PLAINTEXT=0
+        assert "MQTT plaintext  off" in classroom.cards(folder, STUDENT_A)
     finally:
         os.killpg(make.pid, 2)  # Ctrl+C in make's terminal: make and labkit.classroom get it
         code = make.wait(30)
