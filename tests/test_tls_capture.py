@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -204,12 +205,15 @@ def test_wireshark_shows_the_decrypted_mqtt_under_xvfb(recording, tmp_path):
         wireshark = subprocess.Popen(["wireshark", "-r", str(recording["pcap"]), "-Y", "mqtt"], env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         shot, text = tmp_path / "wireshark.png", ""
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and "Publish Message" not in text:
+        # The PUBLISH rows of student A's topic: only readable decrypted (B's plaintext one is kelas/<B>/x).
+        decrypted = re.compile(rf"Publish Message \[kelas/{recording['a'].id}/temp\]")
+        deadline = time.monotonic() + 120  # a loaded machine takes a while to draw the first window
+        while time.monotonic() < deadline and not decrypted.search(text):
             time.sleep(2)
-            subprocess.run(["import", "-window", "root", str(shot)], env=env, capture_output=True, timeout=30)
+            subprocess.run(["import", "-window", "root", "-resize", "200%", str(shot)], env=env, capture_output=True,
+                           timeout=30)
             text = subprocess.run(["tesseract", str(shot), "-"], capture_output=True, text=True, timeout=60).stdout
-        assert f"Publish Message [kelas/{recording['a'].id}/temp]" in text, text
+        assert decrypted.search(text), f"not in the screenshot {shot}:\n{text}"
     finally:
         for proc in (wireshark, xvfb):
             if proc is not None:
