@@ -79,17 +79,13 @@ def main() -> int:
                 line = call(session, url, op, args.a, args.b, **options)
             except requests.HTTPError:
                 who = f"wrong username or password ({args.username})" if args.username else "add --username, --password"
-                print(f"error: the REST server at {args.host}:{args.port} refused the login (HTTP 401): {who}",
-                      file=sys.stderr)
-                return 1
+                sys.exit(f"error: the REST server at {args.host}:{args.port} refused the login (HTTP 401): {who}")
             except requests.ReadTimeout:
                 line = f"{op}({args.a},{args.b}) -> error: no answer within {args.timeout:g} s"
             except requests.RequestException as e:
                 hint = (f" (is {args.cafile} the CA of its certificate?)" if isinstance(e, requests.exceptions.SSLError)
                         else " (running without Docker? add --host 127.0.0.1)" if args.host == HOST else "")
-                print(f"error: cannot reach the REST server at {args.host}:{args.port}: {unreachable(e)}{hint}",
-                      file=sys.stderr)
-                return 1
+                sys.exit(f"error: cannot reach the REST server at {args.host}:{args.port}: {unreachable(e)}{hint}")
             print(line)
             failures += "-> error:" in line
     return 1 if failures else 0
