@@ -28,7 +28,7 @@ RETAIN = False  # True: the broker keeps each topic's last message for subscribe
 
 BROKER = "mqtt-broker"  # the compose service name; without Docker: --host 127.0.0.1
 PORT = 1883  # plain MQTT; MQTT over TLS (with --cafile) is usually on 8883
-WAIT = 10.0  # s: how long to keep trying to reach the broker at start, and (--count) to wait for its last confirmations
+WAIT = 10.0  # s: how long to keep trying to reach the broker at start, and to wait for it to confirm a message
 
 connack, connected = None, threading.Event()  # the broker's answer to our first CONNECT, once it has come
 refused: dict[int, mqtt.ReasonCode] = {}  # message id -> why the broker refused that PUBLISH (MQTT 5 only)
