@@ -256,6 +256,8 @@ def record(proto: Protocol, kind: str, out_dir: Path = CAPTURES, duration: float
         return out
     say(f"=== {label}: {count} packets{capture.dropped_text(stats)} {took}{capture.latest_text(proto, out)}; "
         f"{capture.openers(proto, out)}")
+    say(f"    check it against your worksheet: make check-{proto.name} STUDENT=<your id>"
+        f"{'' if out.parent.resolve() == capture.CAPTURES.resolve() else f' PCAP={capture.shown(out)}'}")
     return out
 
 
