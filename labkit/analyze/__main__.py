@@ -84,10 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     spill_dir = out_dir if not args.no_files and out_dir.is_dir() and os.access(out_dir, os.W_OK) else None
     try:
         # bounded memory: past a lab-sized capture the full lists go to temporary files (spill.py)
-        credentials = tls.Credentials()  # sees every message, also those a big capture does not keep
+        # every message and connection, also those a big capture does not keep: passwords in clear, TLS handshakes
+        credentials, handshakes = tls.Credentials(), tls.Handshakes()
         analysis = analyze(path, progress=bar if bar.enabled else None, stage=bar.stage if bar.enabled else None,
-                           keep_messages=False, spill_dir=spill_dir, all_text=args.all, on_message=credentials.message)
-        analysis.memo["credentials"] = credentials.found
+                           keep_messages=False, spill_dir=spill_dir, all_text=args.all, on_message=credentials.message,
+                           on_conversation=handshakes.conversation)
+        analysis.memo["credentials"], analysis.memo["handshakes"] = credentials.found, handshakes.found
     except CaptureError as e:
         raise LabError(str(e), code=2) from None
     finally:

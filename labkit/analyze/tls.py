@@ -344,9 +344,18 @@ class Credentials:
 # ------------------------------------------------------------------ the report's TLS section
 
 
-def _conversations(a):
-    """The analysis's conversations that are still objects (a spilled analysis keeps only the first ones)."""
-    return [c for c in (*a.conversations, *a.unrecognised) if not isinstance(c, dict)]
+class Handshakes:
+    """Reads the handshake of every TLS connection as analyze decodes it (its `on_conversation`): a big capture's
+    analysis lets go of the streams afterwards. Keeps (conversation index, client, server, Handshake)."""
+
+    def __init__(self) -> None:
+        self.found: list[tuple[int, tuple, tuple, Handshake]] = []
+
+    def conversation(self, c) -> None:
+        hs = read_handshake(c.cs.data, c.sc.data)  # reads only the first records (a copy would cost each connection)
+        if hs is not None:
+            hs.client_hello_frame, hs.server_hello_frame = _frame(c.cs), _frame(c.sc)
+            self.found.append((c.index, c.client, c.server, hs))
 
 
 def _frame(stream) -> int | None:
@@ -355,23 +364,26 @@ def _frame(stream) -> int | None:
 
 def section(a) -> dict:
     """The TLS connections (handshake in clear, certificate by tshark), the secrets the file carries and the
-    passwords sent in clear; computed once per analysis (a.memo)."""
+    passwords sent in clear; computed once per analysis (a.memo). What `Handshakes` and `Credentials` collected
+    while the capture was read (a.memo "handshakes", "credentials") is used, else the analysis's own lists."""
     if "tls" in a.memo:
         return a.memo["tls"]
     lines, sessions = embedded_secrets(a.capture.path)
-    connections = []
-    for c in sorted(_conversations(a), key=lambda c: c.index):
-        hs = read_handshake(c.cs.data[:65536], c.sc.data[:65536])
-        if hs is None:
-            continue
-        hs.client_hello_frame, hs.server_hello_frame = _frame(c.cs), _frame(c.sc)
-        connections.append((c, hs))
+    if "handshakes" in a.memo:
+        found_handshakes = a.memo["handshakes"]
+    else:
+        collector = Handshakes()
+        for c in (*a.conversations, *a.unrecognised):
+            if not isinstance(c, dict):  # a spilled analysis keeps small dicts of some
+                collector.conversation(c)
+        found_handshakes = collector.found
+    connections = sorted(found_handshakes, key=lambda found: found[0])
     note = ""
     if connections:
         view = tshark_view(a.capture.path)
         note = view.error
-        for c, hs in connections:
-            key = (c.server[0], c.server[1], c.client[0], c.client[1])
+        for _index, client, server, hs in connections:
+            key = (server[0], server[1], client[0], client[1])
             hs.cipher_name = view.ciphers.get(key) or hs.cipher_name  # Wireshark's (IANA) name where tshark ran
             hs.subject, hs.issuer = view.certificates.get(key, (None, None))
             if hs.subject is None and not view.error:
@@ -389,14 +401,14 @@ def section(a) -> dict:
     a.memo["tls"] = {
         "secrets_embedded": {"key_log_lines": lines, "sessions": sessions},
         "connections": [{
-            "conversation": c.index, "client": {"ip": c.client[0], "port": c.client[1]},
-            "server": {"ip": c.server[0], "port": c.server[1]},
+            "conversation": index, "client": {"ip": client[0], "port": client[1]},
+            "server": {"ip": server[0], "port": server[1]},
             "client_hello_frame": hs.client_hello_frame, "server_hello_frame": hs.server_hello_frame,
             "version": hs.version, "offered_versions": hs.offered_versions,
             "cipher_suite": None if hs.cipher is None else f"0x{hs.cipher:04x}", "cipher_suite_name": hs.cipher_name,
             "server_name": hs.sni, "alpn": hs.alpn, "certificate_subject": hs.subject,
             "certificate_issuer": hs.issuer, "certificate_note": hs.certificate_note or None,
-        } for c, hs in connections],
+        } for index, client, server, hs in connections],
         "certificates_by": "tshark" if connections and not note else None,
         "note": note or None,
         "credentials_in_clear": found,
