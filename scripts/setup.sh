@@ -39,7 +39,8 @@ case "$profile" in
     sets=(folders lab) ;;
   test)
     apt_pkgs=(mosquitto mosquitto-clients netcat-openbsd curl openssl tcpdump tshark wrk iproute2 procps docker.io
-              debootstrap nodejs npm chromium)  # the last three: the Mermaid check (tests/test_mermaid.py)
+              debootstrap nodejs npm chromium  # these three: the Mermaid check (tests/test_mermaid.py)
+              wireshark-qt xvfb imagemagick tesseract-ocr)  # Wireshark's own window, read back (test_tls_capture.py)
     sets=(folders lab dev) ;;
   *) echo "usage: $0 demo|analyze|assignment|capture|test" >&2; exit 2 ;;
 esac
