@@ -60,12 +60,13 @@ class CalculatorService(ServiceBase):
 
 
 def refuse_dtd(ctx):
-    """After the parse, before any value is read: a DTD (entities, external files) is refused unused."""
+    """spyne's parser options keep a DTD unused, but let the document in: refused here, before any value is read."""
     if ctx.in_document.getroottree().docinfo.doctype:
         raise Fault("Client.DTDForbidden", "DTDs and entity declarations are not allowed")
 
 
 def refuse_huge_result(ctx):
+    """Python writes no int over MAX_RESULT_DIGITS digits: spyne would answer that with a Server fault."""
     if isinstance(ctx.out_object[0], int) and abs(ctx.out_object[0]) >= 10**MAX_RESULT_DIGITS:
         raise Fault("Client.ResultOutOfRange", "Result out of range")
 
@@ -94,7 +95,7 @@ ESCAPES = {StopIteration: ("Client.EmptyRequest", "Empty request body"),  # spyn
            UnicodeError: ("Client.EncodingError", "The body is not in its declared charset"),  # decoded unchecked
            LookupError: ("Client.EncodingError", "Unknown charset"),  # the Content-Type's charset, looked up unchecked
            AttributeError: ("Client.SoapError", "No operation in the SOAP Body"),  # an empty Body: spyne reads None.tag
-           RequestTooLongError: ("Client.RequestTooLong", f"Request body over {MAX_REQUEST_BYTES} bytes")}  # below
+           RequestTooLongError: ("Client.RequestTooLong", f"Request body over {MAX_REQUEST_BYTES} bytes")}  # app()
 
 
 def app(environ, start_response):
