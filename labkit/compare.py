@@ -267,7 +267,8 @@ def save_chart(path: Path, result: dict) -> None:
     import matplotlib.pyplot as plt
     from matplotlib import ticker
 
-    rows = [r for r in result["rows"] if r["operations"]]
+    # The TLS rows beside the others (inside TLS the operation's own messages are not on the wire: no bar).
+    rows = [r for r in result["rows"] + result.get("tls_rows", []) if r["operations"]]
     names = [r["protocol"] for r in rows]
     xs = list(range(len(rows)))
     fig, ((bytes_ax, packets_ax), (setups_ax, latency_ax)) = plt.subplots(2, 2, figsize=(11, 7.5))
@@ -275,9 +276,10 @@ def save_chart(path: Path, result: dict) -> None:
     for shift, key, label, colour in ((-width, "wire_bytes", "on the wire", "#9e9e9e"),
                                       (0, "application_bytes", "application (all)", "#1f77b4"),
                                       (width, "operation_message_bytes", "the operation's messages", "#ff7f0e")):
-        values = [r["per_operation"][key] for r in rows]
-        bars = bytes_ax.bar([x + shift for x in xs], values, width, label=label, color=colour)
-        bytes_ax.bar_label(bars, labels=[f"{v:,.0f}" for v in values], fontsize=7, rotation=90, padding=2)
+        values = [r["per_operation"].get(key) for r in rows]
+        bars = bytes_ax.bar([x + shift for x in xs], [v or 0 for v in values], width, label=label, color=colour)
+        bytes_ax.bar_label(bars, labels=["" if v is None else f"{v:,.0f}" for v in values], fontsize=7, rotation=90,
+                           padding=2)
     bytes_ax.set_yscale("log")
     bytes_ax.set_ylabel("bytes per operation (log)")
     bytes_ax.set_title("What one operation costs in bytes")
