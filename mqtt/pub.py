@@ -87,8 +87,7 @@ def parse_args() -> argparse.Namespace:
     args.topic = [t for value in args.topic or TOPICS for t in value.split(",") if t]
     if wild := [t for t in args.topic if "+" in t or "#" in t]:
         p.error(f"invalid topic {wild[0]!r}: wildcards (+, #) are for subscribing only")
-    no_reading = [t for t in args.topic if t not in READINGS]
-    if args.message is None and no_reading:
+    if args.message is None and (no_reading := [t for t in args.topic if t not in READINGS]):
         p.error(f"no reading to publish on {', '.join(no_reading)}: give the text with --message (or MESSAGE)")
     if args.interval < 0 or args.count < 0 or args.wait <= 0 or not 0 < args.port < 65536:
         p.error("--interval and --count cannot be negative, --wait must be positive, --port is 1-65535")

@@ -25,9 +25,8 @@ BROKER = "mqtt-broker"  # the compose service name; without Docker: --host 127.0
 PORT = 1883  # plain MQTT; MQTT over TLS (with --cafile) is usually on 8883
 WAIT = 10.0  # s: how long to keep trying to reach the broker at start
 
-connack = None  # the broker's answer to our first CONNECT, once it has come
+connack, received = None, 0  # the broker's answer to our first CONNECT, once it has come; messages so far
 connected, finished = threading.Event(), threading.Event()  # CONNACK has come; --count messages have come
-received = 0
 
 
 def on_connect(client, args, flags, reason_code, _properties):
@@ -49,6 +48,8 @@ def on_subscribe(_client, args, _mid, reason_codes, _properties):
 
 def on_message(_client, args, msg):
     global received
+    if finished.is_set():  # --count reached: main is disconnecting, later messages are not ours
+        return
     text = msg.payload.decode("utf-8", errors="backslashreplace")  # shown escaped: not UTF-8 (\xff), control (\n)
     line = f"Received message: {''.join(c if c.isprintable() else repr(c)[1:-1] for c in text)} (Topic: {msg.topic})"
     logging.info(line)
