@@ -489,14 +489,16 @@ def gone(pid: int) -> bool:
 STOP_SECONDS = 3.0
 
 
-@pytest.mark.parametrize("how", ["SIGTERM", "Ctrl+C", "Ctrl+C twice"])
+@pytest.mark.parametrize("how", ["SIGTERM", "Ctrl+C", "Ctrl+C twice", "docker compose stop"])
 def test_stops_within_3_seconds_without_traceback_even_with_open_connections(spawn, port, how):
     proc = start_server(spawn, port)
     workers = wait_for_booted_workers(proc.pid, WORKERS)  # booted: a stop signal reaches their handlers
     clients = open_clients(port)
     started = time.monotonic()
     if how == "SIGTERM":
-        proc.signal(signal.SIGTERM)  # docker stop / kill: the master only
+        proc.signal(signal.SIGTERM)  # kill: the master only
+    elif how == "docker compose stop":
+        proc.signal(signal.SIGINT)  # compose's stop_signal, passed by the container's init to the master only
     else:  # Ctrl+C in a terminal reaches the whole process group: master and workers
         os.killpg(proc.pid, signal.SIGINT)
         if how == "Ctrl+C twice":

@@ -302,7 +302,7 @@ def _gone(pid: int) -> bool:
 STOP_SECONDS = 3.0
 
 
-@pytest.mark.parametrize("how", ["SIGTERM", "Ctrl+C"])
+@pytest.mark.parametrize("how", ["SIGTERM", "Ctrl+C", "docker compose stop"])
 def test_stops_within_3_seconds_without_traceback(spawn, port, how):
     proc = start_soap_server(spawn, port)
     idle = socket.create_connection(("127.0.0.1", port), timeout=5)  # an idle client must not hold the stop
@@ -314,6 +314,8 @@ def test_stops_within_3_seconds_without_traceback(spawn, port, how):
         started = time.monotonic()
         if how == "SIGTERM":
             proc.signal(signal.SIGTERM)
+        elif how == "docker compose stop":
+            proc.signal(signal.SIGINT)  # compose's stop_signal, passed by the container's init to the master only
         else:
             os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl+C: the whole group
         code = proc.popen.wait(timeout=5)
