@@ -7,7 +7,7 @@ Each message is answered at once (`Processing`); then, while the server "works" 
 import argparse
 import asyncio
 import errno
-import logging
+import functools
 import os
 import signal
 import sys
@@ -22,7 +22,7 @@ DONE_DELAY_SECONDS = 1.0  # and then with `Done <message>`
 MAX_IN_FLIGHT = 64  # messages in processing per connection; beyond that the server reads no more until one is done
 
 clients: set[asyncio.StreamWriter] = set()  # every connection being served
-log = logging.getLogger("server").info  # one line of the server's output (in Docker, also to SERVER_LOG: see the end)
+log = functools.partial(print, flush=True)  # one line of output, at once (in Docker, also to SERVER_LOG: see the end)
 
 
 def printable(text: str) -> str:
@@ -35,27 +35,33 @@ MAX_LINE_BYTES = 64 * 1024  # the longest message, in bytes of UTF-8 without "\n
 IDLE_TIMEOUT_SECONDS = 300.0  # a client that sends no line (or reads no reply) this long: `Error: idle timeout`
 
 
+def close_idle(writer: asyncio.StreamWriter) -> None:  # the idle timer went off: tell the client, then hang up
+    peer = writer.get_extra_info("peername")
+    log(f"Closing idle connection: {peer} (nothing received for {IDLE_TIMEOUT_SECONDS:g} s)")
+    writer.write(f"{PREFIX}Error: idle timeout\n".encode())
+    if writer.transport.get_write_buffer_size():  # it does not read what it is sent
+        writer.transport.abort()
+    writer.close()  # messages() then sees the stream end
+
+
 async def messages(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
     """Each line the client sends, without its "\\n" (or "\\r\\n"), until it leaves or stays idle too long.
 
     A line too long or not UTF-8 is answered `Error: ...` here, and the connection stays open."""
-    peer, too_long = writer.get_extra_info("peername"), False
+    peer, too_long, loop = writer.get_extra_info("peername"), False, asyncio.get_running_loop()
     while True:
+        idle = loop.call_later(IDLE_TIMEOUT_SECONDS, close_idle, writer)  # the idle timeout, while we wait
         try:  # wait while the client reads none of our replies (TCP flow control), then for its next line
-            await asyncio.wait_for(writer.drain(), IDLE_TIMEOUT_SECONDS)
-            line = await asyncio.wait_for(reader.readuntil(b"\n"), IDLE_TIMEOUT_SECONDS)
+            await writer.drain()
+            line = await reader.readuntil(b"\n")
         except asyncio.LimitOverrunError as e:  # no "\n" within MAX_LINE_BYTES: drop what came, read on to it
             await reader.readexactly(e.consumed)
             too_long = True
             continue
-        except asyncio.IncompleteReadError:  # the client has gone; a line it did not finish is dropped
+        except asyncio.IncompleteReadError:  # the client has gone (or idled out); an unfinished line is dropped
             return
-        except asyncio.TimeoutError:
-            log(f"Closing idle connection: {peer} (nothing received for {IDLE_TIMEOUT_SECONDS:g} s)")
-            writer.write(f"{PREFIX}Error: idle timeout\n".encode())
-            if writer.transport.get_write_buffer_size():  # it does not read what it is sent
-                writer.transport.abort()
-            return
+        finally:
+            idle.cancel()
         line = line[:-1].removesuffix(b"\r")
         await asyncio.sleep(0)  # let the other clients have their turn: one pouring lines delays nobody
         if too_long or len(line) > MAX_LINE_BYTES:
@@ -139,7 +145,6 @@ def main() -> int:
         p.error(f"--port must be 1-65535, not {args.port}")
     PROGRESS_DELAY_SECONDS, DONE_DELAY_SECONDS = args.progress_delay, args.done_delay
     IDLE_TIMEOUT_SECONDS, MAX_CONNECTIONS = args.idle_timeout, args.max_connections
-    logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
     try:
         asyncio.run(serve(args.host, args.port))
     except OSError as e:
@@ -156,8 +161,12 @@ def main() -> int:
 # The image sets SERVER_LOG: the server appends each line it prints to that file, and a second servercall.py, finding
 # the port taken, becomes `tail -F` of that file instead of failing. Without SERVER_LOG none of this runs.
 SERVER_LOG = os.environ.get("SERVER_LOG")
-if SERVER_LOG:  # log() appends each line there too
-    logging.getLogger("server").addHandler(logging.FileHandler(SERVER_LOG, encoding="utf-8"))
+if SERVER_LOG:
+    server_log = open(SERVER_LOG, "a", buffering=1, encoding="utf-8")
+
+    def log(line: str) -> None:  # replaces log() above: each line printed, and appended to SERVER_LOG
+        print(line, flush=True)
+        print(line, file=server_log)
 
 
 def follow_running_server(port: int) -> None:
