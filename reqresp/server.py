@@ -2,8 +2,7 @@
 
 Each message is one UTF-8 line ending in "\\n" (the framing that turns TCP's byte stream into
 messages); the server answers each with `Echo: <message>`. One asyncio event loop serves every
-client at once; `serve_client()` is one conversation: read a line, write a line.
-"""
+client at once; `serve_client()` is one conversation: read a line, write a line."""
 
 import argparse
 import asyncio
@@ -23,8 +22,7 @@ clients: set[asyncio.StreamWriter] = set()  # every connection being served
 log = functools.partial(print, flush=True)  # one line of output, at once (in Docker, also to SERVER_LOG: see the end)
 
 
-def printable(text: str) -> str:
-    """`text` for a terminal: control characters (ESC, NUL, ...) shown escaped."""
+def printable(text: str) -> str:  # `text` for a terminal: control characters (ESC, NUL, ...) shown escaped
     return text if text.isprintable() else repr(text)[1:-1]
 
 
@@ -33,8 +31,7 @@ MAX_LINE_BYTES = 64 * 1024  # the longest message, in bytes of UTF-8 without "\n
 IDLE_TIMEOUT_SECONDS = 300.0  # a client that sends no line (or reads no reply) this long: `Error: idle timeout`
 
 
-def close_idle(writer: asyncio.StreamWriter) -> None:  # the idle timer went off: tell the client, then hang up
-    peer = writer.get_extra_info("peername")
+def close_idle(writer: asyncio.StreamWriter, peer) -> None:  # the idle timer went off: tell the client, hang up
     log(f"Closing idle connection: {peer} (nothing received for {IDLE_TIMEOUT_SECONDS:g} s)")
     writer.write(f"{PREFIX}Error: idle timeout\n".encode())
     if writer.transport.get_write_buffer_size():  # it does not read what it is sent
@@ -48,7 +45,7 @@ async def messages(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
     A line too long or not UTF-8 is answered `Error: ...` here, and the connection stays open."""
     peer, too_long, loop = writer.get_extra_info("peername"), False, asyncio.get_running_loop()
     while True:
-        idle = loop.call_later(IDLE_TIMEOUT_SECONDS, close_idle, writer)  # the idle timeout, while we wait
+        idle = loop.call_later(IDLE_TIMEOUT_SECONDS, close_idle, writer, peer)  # the idle timeout, while we wait
         try:  # wait while the client reads none of our replies (TCP flow control), then for its next line
             await writer.drain()
             line = await reader.readuntil(b"\n")
@@ -134,12 +131,11 @@ def main() -> int:
 
 
 # ---- Docker only: `docker compose exec reqresp-server python server.py` follows the server already running ----
-# The image sets SERVER_LOG: the server appends each line it prints to that file, and a second server.py, finding
-# the port taken, becomes `tail -F` of that file instead of failing. Without SERVER_LOG none of this runs.
+# The image sets SERVER_LOG: log() appends each line there too, and a second server.py, finding the port taken,
+# becomes `tail -F` of that file instead of failing.
 SERVER_LOG = os.environ.get("SERVER_LOG")
-if SERVER_LOG:
+if SERVER_LOG:  # without it, none of this runs
     server_log = open(SERVER_LOG, "a", buffering=1, encoding="utf-8")
-
     def log(line: str) -> None:  # replaces log() above: each line printed, and appended to SERVER_LOG
         print(line, flush=True)
         print(line, file=server_log)

@@ -1,8 +1,7 @@
 """Upcall, the client side: it registers a callback, and the server calls it, unasked.
 
 A reader thread listens all the time: the reply to the message just sent goes back to the main
-thread, every other line (Progress, Done) to the callback `on_upcall()`, even while the user types.
-"""
+thread, every other line (Progress, Done) to the callback `on_upcall()`, even while the user types."""
 
 import argparse
 import itertools
@@ -31,15 +30,13 @@ def fail(reason: str):  # stop the client: the reason as one line `error: ...` (
     sys.exit(f"error: {reason}")
 
 
-def show(line: str) -> None:
-    """Print a line from any thread; if the user is at the prompt, show the prompt again after it."""
+def show(line: str) -> None:  # print a line from any thread; if the user is at the prompt, show it again after
     with console:
         sys.stdout.write(f"\n{line}\n{prompt_shown}" if prompt_shown else f"{line}\n")
         sys.stdout.flush()
 
 
-def on_upcall(event: str) -> None:
-    """The callback the client registers: the server calls it, through the reader thread."""
+def on_upcall(event: str) -> None:  # the callback the client registers: the server calls it, via the reader thread
     show(f"Received upcall from server: {event}")
 
 
@@ -59,8 +56,7 @@ def read_events(sock: socket.socket, replies: queue.Queue, callback) -> None:
     replies.put(None)
 
 
-def typed_lines():
-    """The lines the user types at the prompt, until end of input (Ctrl+D)."""
+def typed_lines():  # the lines the user types at the prompt, until end of input (Ctrl+D)
     global prompt_shown
     for prompt in (PROMPT.format(word) for word in itertools.chain([""], itertools.repeat("another "))):
         with console:

@@ -1,8 +1,7 @@
 """Upcall: the server calls the client back on its own initiative, not only in reply.
 
 Each message is answered at once (`Processing`); then, while the server "works" on it, it sends
-`Progress` and `Done` nobody asked for (`process()`), so the client must listen all the time.
-"""
+`Progress` and `Done` nobody asked for (`process()`), so the client must listen all the time."""
 
 import argparse
 import asyncio
@@ -25,8 +24,7 @@ clients: set[asyncio.StreamWriter] = set()  # every connection being served
 log = functools.partial(print, flush=True)  # one line of output, at once (in Docker, also to SERVER_LOG: see the end)
 
 
-def printable(text: str) -> str:
-    """`text` for a terminal: control characters (ESC, NUL, ...) shown escaped."""
+def printable(text: str) -> str:  # `text` for a terminal: control characters (ESC, NUL, ...) shown escaped
     return text if text.isprintable() else repr(text)[1:-1]
 
 
@@ -35,8 +33,7 @@ MAX_LINE_BYTES = 64 * 1024  # the longest message, in bytes of UTF-8 without "\n
 IDLE_TIMEOUT_SECONDS = 300.0  # a client that sends no line (or reads no reply) this long: `Error: idle timeout`
 
 
-def close_idle(writer: asyncio.StreamWriter) -> None:  # the idle timer went off: tell the client, then hang up
-    peer = writer.get_extra_info("peername")
+def close_idle(writer: asyncio.StreamWriter, peer) -> None:  # the idle timer went off: tell the client, hang up
     log(f"Closing idle connection: {peer} (nothing received for {IDLE_TIMEOUT_SECONDS:g} s)")
     writer.write(f"{PREFIX}Error: idle timeout\n".encode())
     if writer.transport.get_write_buffer_size():  # it does not read what it is sent
@@ -50,7 +47,7 @@ async def messages(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
     A line too long or not UTF-8 is answered `Error: ...` here, and the connection stays open."""
     peer, too_long, loop = writer.get_extra_info("peername"), False, asyncio.get_running_loop()
     while True:
-        idle = loop.call_later(IDLE_TIMEOUT_SECONDS, close_idle, writer)  # the idle timeout, while we wait
+        idle = loop.call_later(IDLE_TIMEOUT_SECONDS, close_idle, writer, peer)  # the idle timeout, while we wait
         try:  # wait while the client reads none of our replies (TCP flow control), then for its next line
             await writer.drain()
             line = await reader.readuntil(b"\n")
@@ -83,8 +80,7 @@ def upcall(writer: asyncio.StreamWriter, event: str) -> None:  # the server call
         writer.write(f"{PREFIX}{event}\n".encode())
 
 
-async def process(writer: asyncio.StreamWriter, message: str) -> None:
-    """The server at work on one message: it calls the client back twice, on its own initiative."""
+async def process(writer: asyncio.StreamWriter, message: str) -> None:  # at work on one message: two upcalls
     await asyncio.sleep(PROGRESS_DELAY_SECONDS)
     upcall(writer, f"Progress {message} 50%")
     await asyncio.sleep(DONE_DELAY_SECONDS - PROGRESS_DELAY_SECONDS)
@@ -158,12 +154,11 @@ def main() -> int:
 
 
 # ---- Docker only: `docker compose exec upcall-server python servercall.py` follows the server already running ----
-# The image sets SERVER_LOG: the server appends each line it prints to that file, and a second servercall.py, finding
-# the port taken, becomes `tail -F` of that file instead of failing. Without SERVER_LOG none of this runs.
+# The image sets SERVER_LOG: log() appends each line there too, and a second servercall.py, finding the port taken,
+# becomes `tail -F` of that file instead of failing.
 SERVER_LOG = os.environ.get("SERVER_LOG")
-if SERVER_LOG:
+if SERVER_LOG:  # without it, none of this runs
     server_log = open(SERVER_LOG, "a", buffering=1, encoding="utf-8")
-
     def log(line: str) -> None:  # replaces log() above: each line printed, and appended to SERVER_LOG
         print(line, flush=True)
         print(line, file=server_log)
