@@ -9,10 +9,10 @@ the content says nothing (a connection that carried no data).
 from __future__ import annotations
 
 import gc
-import heapq
 import itertools
 import math
 from array import array
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,7 +48,7 @@ def flag_name(bits: int) -> str:
     return _FLAG_NAMES[bits & 0xFF]
 
 
-@dataclass
+@dataclass(slots=True)
 class Conversation:
     """One TCP connection seen from the application: client, server, protocol, messages."""
 
@@ -108,7 +108,7 @@ class Conversation:
         """Every TCP segment of the connection: frame, time, who sent it, its flags and payload bytes."""
         if "segments" not in self._memo:
             t0, names = self._memo.get("t0_ns", 0), _FLAG_NAMES
-            sender = {self.client_is_a: "client", not self.client_is_a: "server"}
+            sender = ("server", "client") if self.client_is_a else ("client", "server")  # indexed by from_a
             self._memo["segments"] = [
                 {"frame": frame, "time": (t - t0) / 1e9, "from": sender[from_a], "flags": names[bits], "len": size}
                 for frame, t, bits, from_a, size in self.conn.log]
@@ -462,7 +462,9 @@ class Builder:
         self.on_conversation = on_conversation
         self.table = None
         self.ended_conns: dict = {}  # index -> Connection that has ended, in the order they ended
-        self.heap: list = []  # (time, frame, connection, offset, tie, message) decoded, not yet handed on
+        # (time, frame, connection, offset, tie, message) decoded, not yet handed on; sorted when handing on
+        # (timsort merges the runs each batch adds in about linear time: cheaper than a heap's pushes and pops)
+        self.pending: list = []
         self.tie = 0
         self.number = 0
         self.brokers: set = set()  # endpoints of the MQTT brokers known so far
@@ -535,17 +537,17 @@ class Builder:
         msgs = _decode(conv)
         if conv.protocol == "MQTT":
             self.broker_of[conv.index] = conv.server
-        heap, push = self.heap, heapq.heappush
+        pending = self.pending
         for m in msgs:
             self.tie += 1
-            push(heap, (m.time, m.frame, m.conversation, m._offset, self.tie, m))
+            pending.append((m.time, m.frame, m.conversation, m._offset, self.tie, m))
         if self.on_conversation is not None:
             self.on_conversation(conv)
         self.sink.conversation(conv)
 
     def hand_on(self, now_ns: int | None) -> None:
         """Number and hand on the decoded messages no connection still open can come before (all: None)."""
-        heap = self.heap
+        pending = self.pending
         if now_ns is None:
             bound = math.inf
         else:
@@ -559,9 +561,12 @@ class Builder:
                 for stream in (conv.cs, conv.sc):
                     if stream.times:
                         bound = min(bound, stream.times[0])
-        pop = heapq.heappop
-        while heap and heap[0][0] < bound:
-            self.message(pop(heap)[5])
+        pending.sort()  # the tie makes every key unique: the order is total and a message is never compared
+        ready = bisect_left(pending, (bound,))  # the first one at or after the bound
+        message = self.message
+        for item in pending[:ready]:
+            message(item[5])
+        del pending[:ready]
 
     def message(self, m: Message) -> None:
         self.number += 1
@@ -658,10 +663,14 @@ def _decode(conv: Conversation) -> list[Message]:
             notes.append(f"the capture misses data the {who} sent after byte {stream.gap}: "
                          "messages after that point are not shown")
     conv.messages, conv.notes = msgs, notes
-    flags = conv.flags_of
-    for m in msgs:
-        m.tcp_flags = flags(m.frame)
-        m._conv = conv
+    if msgs:
+        # what conv.flags_of says, looked up among the segments that carried data only: a message is completed
+        # by one of those (the decoders take its frame from Stream.span)
+        bits_of = {frame: bits for frame, _t, bits, _a, size in conv.conn.log if size}
+        for m in msgs:
+            bits = bits_of.get(m.frame)
+            m.tcp_flags = "" if bits is None else _FLAG_NAMES[bits]
+            m._conv = conv
     return msgs
 
 

@@ -5,8 +5,8 @@
 (synth.write_short_http: the many-connections case), of 200,000 and 2,000,000 packets.
 For each it runs `python -m labkit.analyze <capture>` (the report printed and the .md,
 .png and .json written) and tshark, alternating, `--runs` times, and prints the median
-wall-clock time and peak memory (the child's maximum resident set size) of each and the
-ratios. A benchmark, not a test: it prints figures and exits 0 whatever they are.
+wall-clock time, CPU seconds (user + system) and peak memory (the child's maximum resident set
+size) of each and the ratios. A benchmark, not a test: it prints figures and exits 0 whatever they are.
 """
 
 from __future__ import annotations
@@ -31,8 +31,10 @@ CACHE = REPO / ".cache" / "analyze-bench"  # git-ignored: the captures are writt
 KINDS = {"short-http": write_short_http, "lab-mix": write_lab_mix}
 
 
-def run_measured(argv: list[str]) -> tuple[float, int]:
-    """(wall seconds, peak resident memory in bytes) of one run of `argv`; its output is discarded.
+def run_measured(argv: list[str]) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds (user + system), peak resident memory in bytes) of one run of `argv`; its
+    output is discarded. On a shared machine the CPU seconds are the steadier figure: another job's load
+    stretches the wall-clock time of both commands, far less their CPU time.
 
     posix_spawn (vfork), not fork: a forked child's peak memory would start at this process's own size.
     """
@@ -48,7 +50,7 @@ def run_measured(argv: list[str]) -> tuple[float, int]:
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise SystemExit(f"{' '.join(argv)} failed with exit code {code}")
-    return wall, usage.ru_maxrss * 1024  # Linux reports kilobytes
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024  # Linux reports kilobytes
 
 
 def ensure_capture(path: Path, packets: int, kind: str, regenerate: bool) -> None:
@@ -144,25 +146,27 @@ def main(argv: list[str] | None = None) -> int:
                 "ours": [sys.executable, "-m", "labkit.analyze", str(capture), "--no-progress", "--out-dir", out],
                 "tshark": ["tshark", "-r", str(capture), "-q", "-z", "conv,tcp"],
             }
-            runs: dict[str, list[tuple[float, int]]] = {name: [] for name in commands}
+            runs: dict[str, list[tuple[float, float, int]]] = {name: [] for name in commands}
             for i in range(args.runs):  # alternating, so that a busy moment hurts both alike
                 for name, command in commands.items():
                     runs[name].append(run_measured(command))
                 print(f"  {packets:,} packets, run {i + 1}: " + ", ".join(
-                    f"{name} {runs[name][-1][0]:.2f} s {gb(runs[name][-1][1])}" for name in commands), flush=True)
-        med = {name: (statistics.median(w for w, _ in r), statistics.median(m for _, m in r))
-               for name, r in runs.items()}
+                    f"{name} {runs[name][-1][0]:.2f} s ({runs[name][-1][1]:.2f} s CPU) {gb(runs[name][-1][2])}"
+                    for name in commands), flush=True)
+        med = {name: tuple(statistics.median(run[k] for run in r) for k in range(3)) for name, r in runs.items()}
         rows.append((packets, capture.stat().st_size, med["ours"], med["tshark"]))
     print()
     print(f"python -m labkit.analyze <capture> (report printed, .md .png .json written) against "
           f"tshark -r <capture> -q -z conv,tcp; {args.kind}, median of {args.runs} alternating runs")
     print(f"{'packets':>10} {'file':>8} | {'ours: time, peak memory':>24} | {'tshark: time, peak memory':>26} | "
-          f"{'ratio time':>10} {'ratio memory':>12}")
-    for packets, size, (ow, om), (tw, tm) in rows:
+          f"{'ratio time':>10} {'ratio memory':>12} | {'CPU s: ours':>11} {'tshark':>7} {'ratio':>6}")
+    for packets, size, (ow, oc, om), (tw, tc, tm) in rows:
         print(f"{packets:>10,} {size / 1e6:>5.0f} MB | {ow:>10.2f} s, {gb(om):>9} | {tw:>12.2f} s, {gb(tm):>9} | "
-              f"{ow / tw:>9.2f}x {om / tm:>11.2f}x")
+              f"{ow / tw:>9.2f}x {om / tm:>11.2f}x | {oc:>11.2f} {tc:>7.2f} {oc / tc:>5.2f}x")
     print("ratio analyzer/tshark (time): " + ", ".join(f"{ow / tw:.2f} at {packets:,} packets"
-                                                       for packets, _s, (ow, _om), (tw, _tm) in rows))
+                                                       for packets, _s, (ow, _oc, _om), (tw, _tc, _tm) in rows))
+    print("ratio analyzer/tshark (CPU seconds): " + ", ".join(
+        f"{oc / tc:.2f} at {packets:,} packets" for packets, _s, (_ow, oc, _om), (_tw, tc, _tm) in rows))
     print("targets (issue 18): time <= 1.0x and peak memory <= 0.5x tshark's on the 2,000,000-packet capture")
     smallest = min(rows)[0]
     capture = args.capture or CACHE / f"{args.kind}-{smallest}.pcapng"

@@ -94,6 +94,9 @@ class Connection:
     capture's first packet once `read_capture` returns.
     """
 
+    __slots__ = ("index", "a", "b", "first_time", "first_frame", "last_time", "ab", "ba", "syn", "synack",
+                 "handshake_ack", "last_ack", "family", "watch", "ended", "keys", "log")
+
     def __init__(self, index: int, a: tuple, b: tuple, first_ns: int, first_frame: int, family: int):
         self.index = index
         self.a = a  # (ip string, port)
@@ -129,19 +132,20 @@ class Connection:
         self.first_time = (self.first_time - t0) / 1e9
         ab, ba = self.ab, self.ba
         self.last_time = (max(ab.last_ns, ba.last_ns) - t0) / 1e9
-        if self.syn is not None:
-            self.syn = ((self.syn[0] - t0) / 1e9, *self.syn[1:])
-        if self.synack is not None:
-            self.synack = ((self.synack[0] - t0) / 1e9, *self.synack[1:])
-        if self.handshake_ack is not None:
-            self.handshake_ack = ((self.handshake_ack[0] - t0) / 1e9, *self.handshake_ack[1:])
-        if self.last_ack is not None:
-            self.last_ack = ((self.last_ack[0] - t0) / 1e9, *self.last_ack[1:])
+        # (time, frame, from A) and (time, frame): written out, not sliced, since every connection comes here
+        if (e := self.syn) is not None:
+            self.syn = ((e[0] - t0) / 1e9, e[1], e[2])
+        if (e := self.synack) is not None:
+            self.synack = ((e[0] - t0) / 1e9, e[1], e[2])
+        if (e := self.handshake_ack) is not None:
+            self.handshake_ack = ((e[0] - t0) / 1e9, e[1])
+        if (e := self.last_ack) is not None:
+            self.last_ack = ((e[0] - t0) / 1e9, e[1], e[2])
         for d in (ab, ba):
-            if d.fin is not None:
-                d.fin = ((d.fin[0] - t0) / 1e9, d.fin[1])
-            if d.rst is not None:
-                d.rst = ((d.rst[0] - t0) / 1e9, d.rst[1])
+            if (e := d.fin) is not None:
+                d.fin = ((e[0] - t0) / 1e9, e[1])
+            if (e := d.rst) is not None:
+                d.rst = ((e[0] - t0) / 1e9, e[1])
 
 
 @dataclass
@@ -224,11 +228,14 @@ class _Table:
     def forget(self, conn: Connection) -> None:
         """Drop a connection from the table (the streaming analysis has decoded it)."""
         self.live.pop(conn.index, None)
-        for key, d in zip(conn.keys, (conn.ab, conn.ba), strict=True):
-            if self.conns.get(key) is d:
-                del self.conns[key]
-        self.finished_wire_bytes += conn.ab.wire_bytes + conn.ba.wire_bytes
-        conn.ab.conn = conn.ba.conn = None  # no reference cycle left: it is freed as soon as it is dropped
+        conns, ab, ba = self.conns, conn.ab, conn.ba
+        key_ab, key_ba = conn.keys
+        if conns.get(key_ab) is ab:  # not if a new connection has taken its ports
+            del conns[key_ab]
+        if conns.get(key_ba) is ba:
+            del conns[key_ba]
+        self.finished_wire_bytes += ab.wire_bytes + ba.wire_bytes
+        ab.conn = ba.conn = None  # no reference cycle left: it is freed as soon as it is dropped
 
     def new(self, key: bytes, ts: int, frame: int) -> Direction:
         """A new connection whose first packet has `key`."""

@@ -64,7 +64,7 @@ class Spill(Collector):
         self.horizon: float | None = None
         self.messages_written = 0
         self.conv_buffer: list = []  # JSON not yet written (one write per BUFFERED)
-        self.msg_buffer: list = []
+        self.msg_buffer: list = []  # messages not yet written (complete: nothing changes them once received)
         self.text_buffer: list = []
 
     # --- receiving -----------------------------------------------------------------------------------------
@@ -144,7 +144,7 @@ class Spill(Collector):
             self.conv_buffer.clear()
 
     def _write_message(self, m: Message) -> None:
-        self.msg_buffer.append(orjson.dumps(m))
+        self.msg_buffer.append(m)  # written BUFFERED at a time: one orjson call for the list (the same bytes)
         if self.text_file is not None:
             self.text_buffer.append(message_row(m, m._conv))
         if len(self.msg_buffer) >= BUFFERED:
@@ -154,7 +154,7 @@ class Spill(Collector):
         if self.msg_buffer:
             if self.messages_written:
                 self.msg_file.write(b",")
-            self.msg_file.write(b",".join(self.msg_buffer))
+            self.msg_file.write(orjson.dumps(self.msg_buffer)[1:-1])  # "[m1,m2]" without its brackets
             self.messages_written += len(self.msg_buffer)
             self.msg_buffer.clear()
         if self.text_buffer:
