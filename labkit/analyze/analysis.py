@@ -571,8 +571,9 @@ class Builder:
     def message(self, m: Message) -> None:
         self.number += 1
         m.number = self.number
-        if m.request is not None:  # a request comes before its answer, so it has its number already
-            m.reply_to = m.request.number
+        # m._request, m._source, m._pair_label: what m.request, m.source, m.pair_label give (read for every message)
+        if m._request is not None:  # a request comes before its answer, so it has its number already
+            m.reply_to = m._request.number
         if m.kind == "PUBLISH" and m.protocol == "MQTT" and "topic" in m.fields:
             # link each PUBLISH a broker delivered to the last PUBLISH it received with that topic and payload
             key = (self.broker_of[m.conversation], m.fields["topic"], m.fields.get("payload"))
@@ -584,9 +585,9 @@ class Builder:
                     m.forwarded(src)
                     m.forwarded_from = src.number
         if m.latency is not None:
-            self._latency(m.pair_label, m.latency)
-        if m.source is not None:
-            self._latency("MQTT PUBLISH -> broker -> subscriber", m.time - m.source.time)
+            self._latency(m._pair_label, m.latency)
+        if m._source is not None:
+            self._latency("MQTT PUBLISH -> broker -> subscriber", m.time - m._source.time)
         if self.on_message is not None:  # first: it may amend the message (tls.Credentials masks a password)
             self.on_message(m)
         self.sink.message(m)
@@ -631,10 +632,13 @@ def _conversation(conn: Connection, ab: Stream, ba: Stream, client_is_a: bool) -
 
 
 def _decode_http(conv: Conversation) -> tuple[list[Message], list[str]]:
-    closed = conv.direction(False).fin is not None or conv.direction(False).rst is not None
+    server = conv.direction(False)
+    closed = server.fin is not None or server.rst is not None
     msgs, notes = decode_http.decode(conv.index, conv.cs, conv.sc, closed)
-    if any(m.protocol == "SOAP" for m in msgs):
-        conv.protocol = "SOAP"
+    for m in msgs:
+        if m.protocol == "SOAP":
+            conv.protocol = "SOAP"
+            break
     return msgs, notes
 
 

@@ -7,6 +7,10 @@ For each it runs `python -m labkit.analyze <capture>` (the report printed and th
 .png and .json written) and tshark, alternating, `--runs` times, and prints the median
 wall-clock time, CPU seconds (user + system) and peak memory (the child's maximum resident set
 size) of each and the ratios. A benchmark, not a test: it prints figures and exits 0 whatever they are.
+
+Last measured (issue 18, docs/analyze.md; medians of 3 alternating runs on a shared 2-core machine):
+2,000,000 packets, the analyzer 29.96 s CPU (31.54 s wall, 0.07 GB) against tshark's 26.24 s CPU
+(27.47 s wall, 1.45 GB): 1.14x the time, 0.05x the memory; 200,000 packets 1.10x and 0.23x.
 """
 
 from __future__ import annotations

@@ -176,7 +176,9 @@ def _is_soap(raw: _Raw) -> bool:
 
 
 def _is_wsdl(raw: _Raw) -> bool:
-    return b"definitions" in raw.body[:4096] and (b"wsdl" in raw.body[:4096] or b"WSDL" in raw.body[:4096])
+    body = raw.body  # searched in its first 4096 bytes, without copying them
+    return body.find(b"definitions", 0, 4096) >= 0 and (body.find(b"wsdl", 0, 4096) >= 0
+                                                          or body.find(b"WSDL", 0, 4096) >= 0)
 
 
 def decode(conn: int, cs: Stream, sc: Stream, closed: bool = True) -> tuple[list[Message], list[str]]:

@@ -257,8 +257,8 @@ def _text_tail(a: Analysis) -> list[str]:
 
 def conversation_dict(c: Conversation) -> dict:
     """One conversation as the JSON has it, with every segment."""
-    cd, sd = c.direction(True), c.direction(False)
     conn = c.conn
+    cd, sd = (conn.ab, conn.ba) if c.client_is_a else (conn.ba, conn.ab)  # c.direction(True), c.direction(False)
     pc, ps = c.payload_bytes
     return {
         "index": c.index, "protocol": c.label, "recognised_by": c.detected_by,
