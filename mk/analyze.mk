@@ -17,5 +17,5 @@ analyze-%: setup-analyze ## analyse the latest capture of a protocol, captures/<
 	@$(need_capture)
 	$(PY) -m labkit.analyze "$(CAPTURES)/$*.pcapng"
 
-bench-analyze: setup-test ## time and peak memory of the analyzer against tshark -z conv,tcp, 200,000 and 2,000,000 packets (captures cached in .cache/)
+bench-analyze: setup-test ## time (wall and CPU seconds) and peak memory of the analyzer against tshark -z conv,tcp, 200,000 and 2,000,000 packets (captures cached in .cache/)
 	$(PY) -m labkit.analyze.bench
