@@ -361,7 +361,8 @@ class TlsLab(demo.LocalRuntime):
         if step in proto.servers:  # the REST server: gunicorn reads rest/gunicorn.conf.py, these flags on top
             return [sys.executable, "-m", "gunicorn", "--certfile", str(self.cert), "--keyfile", str(self.key),
                     "--bind", f"127.0.0.1:{proto.port}", "server:app"]
-        login = ["--username", TLS_USER, "--password", self.password] if proto.name == "mqtt" else []
+        # `--password=...`: a generated password may start with "-", which argparse would take for a flag
+        login = ["--username", TLS_USER, f"--password={self.password}"] if proto.name == "mqtt" else []
         return [sys.executable, *step.argv[1:], "--host", self.host, "--port", str(proto.port),
                 "--cafile", str(self.ca), *login]
 

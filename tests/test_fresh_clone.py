@@ -62,7 +62,9 @@ def path_without_docker(bin_dir: Path) -> str:
 def machine(tmp_path_factory) -> dict:
     """The environment of a student's machine without Docker: no engine, no CLI, no compose plugin."""
     home = tmp_path_factory.mktemp("home")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "VIRTUAL_ENV", "PYTHON", "DOCKER"))}
+    # Not inherited from `make test` either: MAKEFLAGS and MAKELEVEL would make each command a sub-make.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PYTEST", "VIRTUAL_ENV", "PYTHON", "DOCKER", "MAKE", "MFLAGS"))}
     env.update(PATH=path_without_docker(tmp_path_factory.mktemp("path") / "bin"), HOME=str(home),
                PIP_CACHE_DIR=str(Path.home() / ".cache" / "pip"))  # a warm pip cache: the packages, not the network
     assert shutil.which("docker", path=env["PATH"]) is None
